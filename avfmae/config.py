@@ -16,6 +16,8 @@ from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
+from avfmae.errors import UserError
+
 __all__ = [
     "ConfigError",
     "knob",
@@ -35,7 +37,7 @@ __all__ = [
 DEFAULT_PARAMS = Path("params.yaml")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A params.yaml problem; the message names the dotted key and what is allowed."""
 
 
@@ -91,11 +93,17 @@ class DataConfig:
         "data/licensed", help="where user-placed copies of license-gated datasets live"
     )
     folds: list[int] = knob(
-        [], help="folds to run (1-based); empty = every fold of the dataset's protocol"
+        [1, 2, 3], help="1-based folds to run for every enabled dataset (must exist in each)"
     )
     val_fraction: float = knob(
         0.2, lo=0.0, hi=0.5, lo_open=True,
         help="share of training subjects held out for model selection",
+    )
+    folder_path: str = knob(
+        "", help="directory of face videos for the `folder` pool; empty = <licensed_root>/folder"
+    )
+    mirrors: dict[str, str] = knob(
+        {}, help="dataset → base URL replacing its public download host (mirror, local server)"
     )
     synthetic: SyntheticConfig = knob(SyntheticConfig())
 
@@ -320,3 +328,78 @@ def _join(where: str, name: str) -> str:
 
 def _kind(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
+
+
+# ----------------------------------------------------------------------------------------------
+# JSON schema (Snakemake validates its config against it; generated from the dataclasses)
+# ----------------------------------------------------------------------------------------------
+
+
+def json_schema(cls: type | None = None) -> dict[str, Any]:
+    """JSON schema of ``params.yaml`` derived from the config dataclasses."""
+    cls = cls or Params
+    hints = typing.get_type_hints(cls)
+    props = {}
+    for f in dataclasses.fields(cls):
+        prop = _type_schema(hints[f.name])
+        if f.metadata.get("help"):
+            prop["description"] = f.metadata["help"]
+        lo, hi = f.metadata.get("lo"), f.metadata.get("hi")
+        if lo is not None:
+            prop["exclusiveMinimum" if f.metadata.get("lo_open") else "minimum"] = lo
+        if hi is not None:
+            prop["maximum"] = hi
+        props[f.name] = prop
+    schema = {"type": "object", "properties": props, "additionalProperties": False}
+    if cls is Params:
+        schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+    return schema
+
+
+def _type_schema(tp: Any) -> dict[str, Any]:
+    origin, args = get_origin(tp), get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return json_schema(tp)
+    if origin is Literal:
+        return {"enum": list(args)}
+    if origin is list:
+        return {"type": "array", "items": _type_schema(args[0])}
+    if origin is dict:
+        return {"type": "object"}
+    simple = {bool: "boolean", int: "integer", float: "number", str: "string"}
+    return {"type": simple[tp]} if tp in simple else {}
+
+
+def params_from_dict(raw: dict[str, Any]) -> Params:
+    """Validate an already-loaded params mapping (e.g. Snakemake's ``config``)."""
+    return parse_section(Params, raw, "")
+
+
+def explain(params: Params) -> str:
+    """Every key with its current value, allowed range and meaning, one line each."""
+    lines: list[str] = []
+    _explain_section(params, "", lines)
+    return "\n".join(lines)
+
+
+def _explain_section(section: Any, where: str, lines: list[str]) -> None:
+    hints = typing.get_type_hints(type(section))
+    for f in dataclasses.fields(section):
+        key, value = _join(where, f.name), getattr(section, f.name)
+        if dataclasses.is_dataclass(value):
+            _explain_section(value, key, lines)
+            continue
+        allowed = _allowed(hints[f.name], f.metadata)
+        help_ = f.metadata.get("help", "")
+        lines.append(f"{key} = {value!r}" + (f"  allowed {allowed}" if allowed else "")
+                     + (f"  {help_}" if help_ else ""))
+
+
+def _allowed(tp: Any, meta: Any) -> str:
+    if get_origin(tp) is Literal:
+        return " | ".join(map(str, get_args(tp)))
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if lo is None and hi is None:
+        return ""
+    left = "(" if meta.get("lo_open") else "["
+    return f"{left}{'-inf' if lo is None else f'{lo:g}'}, {'inf' if hi is None else f'{hi:g}'}]"

@@ -1,0 +1,5 @@
+import sys
+
+from avfmae.cli import main
+
+sys.exit(main())

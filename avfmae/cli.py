@@ -1,0 +1,196 @@
+"""``avfmae <stage> [options]``: one subcommand per pipeline stage, plus a few tools.
+
+Each subcommand validates ``params.yaml`` first, then makes one call into the library. Errors a
+user can fix (:class:`avfmae.errors.UserError`) print a message and exit with status 2; no
+traceback. Every run also logs to ``logs/<stage>/<key>.log``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from avfmae.config import Params, load_params
+from avfmae.errors import UserError
+
+log = logging.getLogger("avfmae")
+
+EXIT_USER_ERROR = 2
+
+
+def _cmd_params(args: argparse.Namespace, params: Params) -> None:
+    from avfmae.config import explain
+
+    print(explain(params) if args.explain else "params.yaml is valid")
+
+
+def _cmd_pipeline(args: argparse.Namespace, params: Params) -> None:
+    from avfmae.pipeline import sync_generated_files
+
+    stale = sync_generated_files(params, check=args.check)
+    if args.check and stale:
+        raise UserError(f"stale generated files: {', '.join(stale)}; run `avfmae pipeline`")
+    print("up to date" if not stale else f"wrote {', '.join(stale)}")
+
+
+def _cmd_datasets(args: argparse.Namespace, params: Params) -> None:
+    from avfmae.data.registry import describe_all
+
+    print(describe_all())
+
+
+def _cmd_download(args: argparse.Namespace, params: Params) -> None:
+    from avfmae.data.download import download
+
+    print(download(args.dataset, params))
+
+
+def _cmd_index(args: argparse.Namespace, params: Params) -> None:
+    from avfmae.data.index import index
+
+    for path in index(args.dataset, params):
+        print(path)
+
+
+def _cmd_preprocess(args: argparse.Namespace, params: Params) -> None:
+    from avfmae.preprocess import preprocess
+
+    print(preprocess(args.dataset, params))
+
+
+def _cmd_pretrain(args: argparse.Namespace, params: Params) -> None:
+    from avfmae.train.pretrain import pretrain
+
+    print(pretrain(params, resume=args.resume))
+
+
+def _cmd_finetune(args: argparse.Namespace, params: Params) -> None:
+    from avfmae.train.finetune import finetune
+
+    print(finetune(params, stage=args.stage, dataset=args.dataset, fold=args.fold,
+                   resume=args.resume))
+
+
+def _cmd_evaluate(args: argparse.Namespace, params: Params) -> None:
+    from avfmae.eval.evaluate import evaluate
+
+    print(evaluate(params, dataset=args.dataset, fold=args.fold))
+
+
+def _cmd_report(args: argparse.Namespace, params: Params) -> None:
+    from avfmae.eval.report import report
+
+    print(report(params))
+
+
+def _cmd_convert(args: argparse.Namespace, params: Params) -> None:
+    from avfmae.models.convert import convert_checkpoint
+
+    print(convert_checkpoint(Path(args.src), Path(args.dst), scale=args.scale))
+
+
+def _add_resume(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--resume", default="auto",
+        help="'auto' continues from the latest checkpoint of this run when its settings match "
+             "(default), 'never' starts over, or a checkpoint path",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="avfmae",
+        description="AVF-MAE++ audio-visual masked autoencoders for affective video analysis: "
+                    "the pipeline stages download → index → preprocess → pretrain → "
+                    "finetune (s1, s2, s3) → evaluate → report, and tools.",
+    )
+    parser.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="<stage>")
+
+    def add(name: str, func: Callable, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("params", _cmd_params, "validate params.yaml (fails naming the bad key)")
+    p.add_argument("--explain", action="store_true", help="list every key, its value and range")
+    p = add("pipeline", _cmd_pipeline,
+            "regenerate dvc.yaml and the Snakemake config schema from avfmae/pipeline.py")
+    p.add_argument("--check", action="store_true", help="fail if a generated file is stale")
+    add("datasets", _cmd_datasets, "list the dataset registry: task, labels, protocol, source")
+    for name, func, help in (
+        ("download", _cmd_download,
+         "fetch (public), check (licensed, user-placed) or generate (synthetic) a dataset"),
+        ("index", _cmd_index,
+         "parse a dataset's layout into data/interim/<ds>/manifest.csv and splits.csv"),
+        ("preprocess", _cmd_preprocess,
+         "detect and crop faces, extract 16 kHz audio into data/processed/<ds>"),
+    ):
+        add(name, func, help).add_argument("dataset", help="registry name, e.g. synthetic")
+    _add_resume(add("pretrain", _cmd_pretrain,
+                    "self-supervised audio-visual pretraining of model.scale on the pool"))
+    p = add("finetune", _cmd_finetune,
+            "one progressive fine-tuning stage (s1 pooled, s2 frozen encoders, s3 full)")
+    p.add_argument("--stage", required=True, choices=["s1", "s2", "s3"])
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--fold", required=True, type=int)
+    _add_resume(p)
+    p = add("evaluate", _cmd_evaluate,
+            "evaluate the selected model once on the fold's test split (deterministic views)")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--fold", required=True, type=int)
+    add("report", _cmd_report, "tables across folds and datasets, plots, reports/report.md")
+    p = add("convert", _cmd_convert,
+            "map a published AVF-MAE++ checkpoint onto avfmae's modules")
+    p.add_argument("src", help="published checkpoint ({'model': state_dict})")
+    p.add_argument("dst", help="output .safetensors")
+    p.add_argument("--scale", default=None, help="scale name; inferred from shapes if omitted")
+    return parser
+
+
+def _log_file(args: argparse.Namespace) -> Path:
+    key = "_".join(str(getattr(args, k)) for k in ("stage", "dataset", "fold") if
+                   getattr(args, k, None) is not None) or args.command
+    return Path("logs") / args.command / f"{key}.log"
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
+    level = logging.DEBUG if args.verbose else logging.INFO
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if args.command not in ("params", "pipeline", "datasets"):
+        path = _log_file(args)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(path))
+    root = logging.getLogger()
+    root.setLevel(level)
+    for h in handlers:
+        h.setFormatter(fmt)
+        root.addHandler(h)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``avfmae`` command."""
+    args = build_parser().parse_args(argv)
+    _setup_logging(args)
+    try:
+        params = load_params(args.params)
+        args.func(args, params)
+    except UserError as err:
+        print(f"avfmae {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except BrokenPipeError:
+        return 0
+    except KeyboardInterrupt:
+        print(f"avfmae {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,303 @@
+"""The stage graph: one source of truth for both orchestrators.
+
+Every stage names its command, wildcards, inputs, outputs and the ``params.yaml`` keys it reads.
+``dvc.yaml`` is rendered from this table by :func:`render_dvc_yaml` (``avfmae pipeline``), and
+``workflow/rules/*.smk`` build their rules from :func:`snakemake_rule`, so the two cannot drift.
+
+Paths are templates over the wildcards ``{ds}`` (dataset), ``{fold}`` and ``{stage}``
+(fine-tuning stage). They are relative to the repository root.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from avfmae.config import Params
+
+__all__ = ["Stage", "STAGES", "stage", "enabled_stages", "stage_inputs", "render_dvc_yaml"]
+
+PRETRAIN_ENCODER = "models/pretrain/encoder.safetensors"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One pipeline stage.
+
+    ``deps``/``outs`` map a role name to a path template; ``persist`` outs survive reruns (the
+    trainers resume from them); ``params`` are dotted ``params.yaml`` keys whose edits rerun it.
+    """
+
+    name: str
+    cmd: str
+    wildcards: tuple[str, ...] = ()
+    deps: dict[str, str] = field(default_factory=dict)
+    outs: dict[str, str] = field(default_factory=dict)
+    persist: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, str] = field(default_factory=dict)
+    plots: dict[str, str] = field(default_factory=dict)
+    params: tuple[str, ...] = ()
+    threads: int = 1
+    mem_mb: int = 4000
+    runtime_min: int = 30
+    gpu: int = 0
+    local: bool = False
+
+
+def _finetune_stage(name: str) -> Stage:
+    return Stage(
+        name=f"finetune_{name}",
+        cmd=f"avfmae finetune --stage {name} --dataset {{ds}} --fold {{fold}}",
+        wildcards=("ds", "fold"),
+        deps={"clips": "data/processed/{ds}", "splits": "data/interim/{ds}"},
+        outs={"model": f"models/finetune/{{ds}}/fold{{fold}}/{name}.safetensors"},
+        persist={"run": f"runs/finetune/{{ds}}/fold{{fold}}/{name}"},
+        params=("model", "data.datasets", "finetune.init", "finetune.modality",
+                "finetune.mix_audio", "finetune.regression_loss", "finetune.amp",
+                "finetune.seed", f"finetune.{name}"),
+        threads=2, mem_mb=16000, runtime_min=600, gpu=1,
+    )
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage(
+        name="download",
+        cmd="avfmae download {ds}",
+        wildcards=("ds",),
+        outs={"raw": "data/raw/{ds}"},
+        params=("data.synthetic", "data.licensed_root"),
+        threads=2, mem_mb=4000, runtime_min=240, local=True,
+    ),
+    Stage(
+        name="index",
+        cmd="avfmae index {ds}",
+        wildcards=("ds",),
+        deps={"raw": "data/raw/{ds}"},
+        outs={"index": "data/interim/{ds}"},
+        params=("data.val_fraction",),
+        threads=1, mem_mb=4000, runtime_min=30,
+    ),
+    Stage(
+        name="preprocess",
+        cmd="avfmae preprocess {ds}",
+        wildcards=("ds",),
+        deps={"index": "data/interim/{ds}"},
+        outs={"clips": "data/processed/{ds}"},
+        params=("preprocess",),
+        threads=2, mem_mb=8000, runtime_min=600,
+    ),
+    Stage(
+        name="pretrain",
+        cmd="avfmae pretrain",
+        outs={"encoder": PRETRAIN_ENCODER},
+        persist={"run": "runs/pretrain"},
+        metrics={"summary": "metrics/pretrain.json"},
+        plots={"curves": "plots/pretrain"},
+        params=("model", "pretrain", "data.pretrain_pool"),
+        threads=2, mem_mb=16000, runtime_min=1440, gpu=1,
+    ),
+    _finetune_stage("s1"),
+    _finetune_stage("s2"),
+    _finetune_stage("s3"),
+    Stage(
+        name="evaluate",
+        cmd="avfmae evaluate --dataset {ds} --fold {fold}",
+        wildcards=("ds", "fold"),
+        deps={"clips": "data/processed/{ds}", "splits": "data/interim/{ds}"},
+        outs={"predictions": "runs/evaluate/{ds}/fold{fold}"},
+        metrics={"metrics": "metrics/{ds}/fold{fold}.json"},
+        params=("model", "eval", "finetune.modality"),
+        threads=2, mem_mb=8000, runtime_min=60, gpu=1,
+    ),
+    Stage(
+        name="report",
+        cmd="avfmae report",
+        deps={"metrics": "metrics/{ds}/fold{fold}.json"},
+        outs={"report": "reports/report.md"},
+        metrics={"summary": "metrics/summary.json"},
+        plots={"figures": "plots/report"},
+        params=("data.datasets", "data.folds", "finetune.stages"),
+        threads=1, mem_mb=2000, runtime_min=10, local=True,
+    ),
+)
+
+
+def stage(name: str) -> Stage:
+    """Look a stage up by name."""
+    for s in STAGES:
+        if s.name == name:
+            return s
+    raise KeyError(f"no pipeline stage {name!r}; stages: {[s.name for s in STAGES]}")
+
+
+def enabled_stages(params: Params) -> list[Stage]:
+    """The stages of this configuration's graph, in order."""
+    tuned = {f"finetune_{name}" for name in params.finetune.stages}
+    return [s for s in STAGES if not s.name.startswith("finetune_") or s.name in tuned]
+
+
+def datasets_to_prepare(params: Params) -> list[str]:
+    """Every dataset that is downloaded, indexed and preprocessed: labeled ones and pools."""
+    return list(dict.fromkeys([*params.data.datasets, *params.data.pretrain_pool]))
+
+
+def stage_inputs(name: str, params: Params, wildcards: dict[str, str]) -> dict[str, Any]:
+    """Input paths of stage ``name`` for given wildcard values (or DVC placeholders).
+
+    Role → path, or role → list of paths. Encodes the graph's fan-in: pretraining reads every
+    pool, s1 pools the training data of every enabled dataset, each fine-tuning stage starts from
+    the previous enabled one, evaluation reads the last one, the report reads every evaluation.
+    """
+    s = stage(name)
+    if name == "pretrain":
+        return {"pool": [f"data/processed/{ds}" for ds in params.data.pretrain_pool]}
+    if name == "report":
+        return {"metrics": [s.deps["metrics"].format(ds=ds, fold=k)
+                            for ds in params.data.datasets for k in params.data.folds]}
+    deps: dict[str, Any] = {role: path.format(**wildcards) for role, path in s.deps.items()}
+    if name == "finetune_s1":
+        # s1 pools every enabled dataset of the family (the target is one of them)
+        deps = {"clips": [f"data/processed/{ds}" for ds in params.data.datasets],
+                "splits": [f"data/interim/{ds}" for ds in params.data.datasets]}
+    if name.startswith("finetune_"):
+        init = _previous_model(name.removeprefix("finetune_"), params)
+        if init:
+            deps["init"] = init.format(**wildcards)
+    if name == "evaluate":
+        last = params.finetune.stages[-1]
+        deps["model"] = stage(f"finetune_{last}").outs["model"].format(**wildcards)
+    return deps
+
+
+def _previous_model(stage_name: str, params: Params) -> str:
+    """The model a fine-tuning stage starts from: the previous enabled stage, else pretraining."""
+    order = list(params.finetune.stages)
+    at = order.index(stage_name)
+    if at > 0:
+        return stage(f"finetune_{order[at - 1]}").outs["model"]
+    return PRETRAIN_ENCODER if params.finetune.init == "pretrained" else ""
+
+
+def _flat(values: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    for v in values.values():
+        out.extend(v if isinstance(v, list) else [v])
+    return list(dict.fromkeys(out))
+
+
+# ----------------------------------------------------------------------------------------------
+# DVC
+# ----------------------------------------------------------------------------------------------
+
+_DVC_ITEM = {"ds": "${item.ds}", "fold": "${item.fold}"}
+
+
+def _dvc_stage(s: Stage, params: Params) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    if "fold" in s.wildcards:
+        body["matrix"] = {"ds": list(params.data.datasets), "fold": list(params.data.folds)}
+    elif "ds" in s.wildcards:
+        body["matrix"] = {"ds": datasets_to_prepare(params)}
+    fill = _DVC_ITEM if s.wildcards else {}
+    body["cmd"] = s.cmd.format(**fill)
+    deps = _flat(stage_inputs(s.name, params, fill))
+    if deps:
+        body["deps"] = deps
+    if s.params:
+        body["params"] = list(s.params)
+    outs: list[Any] = [o.format(**fill) for o in s.outs.values()]
+    outs += [{p.format(**fill): {"persist": True, "cache": False}} for p in s.persist.values()]
+    outs += [{p.format(**fill): {"cache": False}} for p in s.plots.values()]
+    body["outs"] = outs
+    if s.metrics:
+        body["metrics"] = [{m.format(**fill): {"cache": False}} for m in s.metrics.values()]
+    return body
+
+
+def render_dvc_yaml(params: Params) -> str:
+    """The full text of ``dvc.yaml`` for this configuration."""
+    header = (
+        "# GENERATED by `avfmae pipeline` from avfmae/pipeline.py and params.yaml: do not edit.\n"
+        "# Regenerate after changing data.datasets, data.pretrain_pool, data.folds or\n"
+        "# finetune.stages (a test fails when the committed file is stale).\n"
+    )
+    stages = {s.name: _dvc_stage(s, params) for s in enabled_stages(params)}
+    return header + yaml.safe_dump({"stages": stages}, sort_keys=False, width=100)
+
+
+# ----------------------------------------------------------------------------------------------
+# Snakemake
+# ----------------------------------------------------------------------------------------------
+
+
+def is_directory(path: str) -> bool:
+    """Outputs without a file suffix are directories (``directory()`` in Snakemake)."""
+    return not Path(path).suffix
+
+
+def stage_outputs(name: str) -> dict[str, str]:
+    """Every artifact a stage produces (its resumable run folder excepted)."""
+    s = stage(name)
+    return {**s.outs, **s.metrics, **s.plots}
+
+
+def snakemake_resources(name: str) -> dict[str, int]:
+    """Per-rule resources; partition/account/GPU syntax belong to the profile."""
+    s = stage(name)
+    return {"mem_mb": s.mem_mb, "runtime": s.runtime_min, "gpu": s.gpu}
+
+
+def snakemake_params(name: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The config values a rule depends on, keyed by a rule-safe name, so edits rerun it."""
+    values = {}
+    for dotted in stage(name).params:
+        value: Any = config
+        for part in dotted.split("."):
+            value = value[part]
+        values[dotted.replace(".", "__")] = value
+    return values
+
+
+def snakemake_log(name: str) -> str:
+    """Log path template of a rule."""
+    s = stage(name)
+    suffix = "_".join(f"{{{w}}}" for w in s.wildcards) if s.wildcards else name
+    return f"logs/snakemake/{name}/{suffix}.log"
+
+
+def snakemake_shell(name: str) -> str:
+    """Shell command of a rule: the CLI call, with its output in the rule's log."""
+    cmd = stage(name).cmd.format(**{w: f"{{wildcards.{w}}}" for w in ("ds", "fold")})
+    return cmd + " > {log} 2>&1"
+
+
+def all_targets(params: Params) -> list[str]:
+    """What a full run produces (Snakemake's ``rule all``)."""
+    return [stage("report").outs["report"], *stage("report").metrics.values()]
+
+
+def generated_files(params: Params) -> dict[Path, str]:
+    """Files rendered from this module and the config dataclasses, with their expected text."""
+    import json
+
+    from avfmae.config import json_schema
+
+    return {
+        Path("dvc.yaml"): render_dvc_yaml(params),
+        Path("workflow/schemas/params.schema.json"): json.dumps(json_schema(), indent=2) + "\n",
+    }
+
+
+def sync_generated_files(params: Params, check: bool = False) -> list[str]:
+    """Rewrite stale generated files (or only list them with ``check``); returns the stale ones."""
+    stale = []
+    for path, text in generated_files(params).items():
+        if not path.is_file() or path.read_text() != text:
+            stale.append(str(path))
+            if not check:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
+    return stale

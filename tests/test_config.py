@@ -1,0 +1,64 @@
+"""params.yaml validation: every bad input fails before compute, naming the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from avfmae.config import ConfigError, Params, load_params
+
+
+def test_committed_params_are_valid(repo_root):
+    params = load_params(repo_root / "params.yaml")
+    assert isinstance(params, Params)
+    assert params.data.datasets == ["synthetic"]
+
+
+def test_defaults_equal_committed_params(repo_root):
+    """params.yaml spells out every default, so reading the file never hides a value."""
+    assert load_params(repo_root / "params.yaml") == Params()
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"pretrain.bogus": 1}, r"pretrain\.bogus: unknown key; allowed keys are epochs, "),
+        ({"finetune.s3.base_lr": "fast"}, r"finetune\.s3\.base_lr: expected a number, got str 'fast'"),
+        ({"pretrain.epochs": 2.5}, r"pretrain\.epochs: expected an integer, got float 2\.5"),
+        ({"preprocess.margin": 1.5}, r"preprocess\.margin: 1\.5 is out of range; allowed \[0, 1\]"),
+        ({"pretrain.base_lr": 0}, r"pretrain\.base_lr: 0\.0 is out of range; allowed \(0, inf\]"),
+        ({"finetune.modality": "smell"},
+         r"finetune\.modality: 'smell' is not allowed; choose one of \['av', 'video', 'audio'\]"),
+        ({"finetune.stages": ["s1", "s4"]}, r"finetune\.stages\[1\]: 's4' is not allowed"),
+        ({"preprocess.align": "yes"}, r"preprocess\.align: expected true or false, got str 'yes'"),
+        ({"data.synthetic.n_speakers": True},
+         r"data\.synthetic\.n_speakers: expected an integer, got bool True"),
+        ({"eval": [1, 2]}, r"eval: expected a mapping, got list"),
+    ],
+)
+def test_bad_values_name_the_key(write_params, changes, message):
+    with pytest.raises(ConfigError, match=message):
+        load_params(write_params(changes))
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="no such params file"):
+        load_params(tmp_path / "nope.yaml")
+    bad = tmp_path / "params.yaml"
+    bad.write_text("data: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(bad)
+
+
+def test_partial_stage_section_keeps_that_stage_defaults(write_params):
+    """Setting one s2 key must not reset s2's own defaults to the generic StageConfig ones."""
+    path = write_params(drop="finetune.s2")
+    params = load_params(path)
+    assert params.finetune.s2.freeze_encoders is True
+    params = load_params(write_params({"finetune.s2": {"epochs": 7}}))
+    assert params.finetune.s2.epochs == 7
+    assert params.finetune.s2.freeze_encoders is True
+
+
+def test_omitted_keys_take_defaults(write_params):
+    params = load_params(write_params(drop="pretrain.epochs"))
+    assert params.pretrain.epochs == Params().pretrain.epochs
