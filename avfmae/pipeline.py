@@ -10,6 +10,7 @@ Paths are templates over the wildcards ``{ds}`` (dataset), ``{fold}`` and ``{sta
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,8 @@ def _finetune_stage(name: str) -> Stage:
         deps={"clips": "data/processed/{ds}", "splits": "data/interim/{ds}"},
         outs={"model": f"models/finetune/{{ds}}/fold{{fold}}/{name}.safetensors"},
         persist={"run": f"runs/finetune/{{ds}}/fold{{fold}}/{name}"},
+        metrics={"selection": f"metrics/{{ds}}/fold{{fold}}/{name}.json"},
+        plots={"curves": f"plots/finetune/{{ds}}/fold{{fold}}/{name}.csv"},
         params=("model", "data.datasets", "finetune.init", "finetune.modality",
                 "finetune.mix_audio", "finetune.regression_loss", "finetune.amp",
                 "finetune.seed", f"finetune.{name}"),
@@ -68,7 +71,7 @@ STAGES: tuple[Stage, ...] = (
         cmd="avfmae download {ds}",
         wildcards=("ds",),
         outs={"raw": "data/raw/{ds}"},
-        params=("data.synthetic", "data.licensed_root"),
+        params=("data.synthetic", "data.licensed_root", "data.folder_path", "data.mirrors"),
         threads=2, mem_mb=4000, runtime_min=240, local=True,
     ),
     Stage(
@@ -107,15 +110,17 @@ STAGES: tuple[Stage, ...] = (
         cmd="avfmae evaluate --dataset {ds} --fold {fold}",
         wildcards=("ds", "fold"),
         deps={"clips": "data/processed/{ds}", "splits": "data/interim/{ds}"},
-        outs={"predictions": "runs/evaluate/{ds}/fold{fold}"},
-        metrics={"metrics": "metrics/{ds}/fold{fold}.json"},
+        outs={"predictions": "predictions/{ds}/fold{fold}.npz"},
+        metrics={"test": "metrics/{ds}/fold{fold}/test.json"},
+        plots={"confusion": "plots/evaluate/{ds}/fold{fold}.csv"},
         params=("model", "eval", "finetune.modality"),
         threads=2, mem_mb=8000, runtime_min=60, gpu=1,
     ),
     Stage(
         name="report",
         cmd="avfmae report",
-        deps={"metrics": "metrics/{ds}/fold{fold}.json"},
+        deps={"test": "metrics/{ds}/fold{fold}/test.json",
+              "selection": "metrics/{ds}/fold{fold}/{stage}.json"},
         outs={"report": "reports/report.md"},
         metrics={"summary": "metrics/summary.json"},
         plots={"figures": "plots/report"},
@@ -155,8 +160,12 @@ def stage_inputs(name: str, params: Params, wildcards: dict[str, str]) -> dict[s
     if name == "pretrain":
         return {"pool": [f"data/processed/{ds}" for ds in params.data.pretrain_pool]}
     if name == "report":
-        return {"metrics": [s.deps["metrics"].format(ds=ds, fold=k)
-                            for ds in params.data.datasets for k in params.data.folds]}
+        runs = [(ds, k) for ds in params.data.datasets for k in params.data.folds]
+        return {
+            "test": [s.deps["test"].format(ds=ds, fold=k) for ds, k in runs],
+            "selection": [s.deps["selection"].format(ds=ds, fold=k, stage=st)
+                          for ds, k in runs for st in params.finetune.stages],
+        }
     deps: dict[str, Any] = {role: path.format(**wildcards) for role, path in s.deps.items()}
     if name == "finetune_s1":
         # s1 pools every enabled dataset of the family (the target is one of them)
@@ -192,6 +201,12 @@ def _flat(values: dict[str, Any]) -> list[str]:
 # DVC
 # ----------------------------------------------------------------------------------------------
 
+# How `dvc plots show` draws each kind of plot output (by role name).
+PLOT_STYLE: dict[str, dict[str, str]] = {
+    "confusion": {"template": "confusion", "x": "actual", "y": "predicted"},
+    "curves": {"x": "epoch"},
+}
+
 _DVC_ITEM = {"ds": "${item.ds}", "fold": "${item.fold}"}
 
 
@@ -210,10 +225,12 @@ def _dvc_stage(s: Stage, params: Params) -> dict[str, Any]:
         body["params"] = list(s.params)
     outs: list[Any] = [o.format(**fill) for o in s.outs.values()]
     outs += [{p.format(**fill): {"persist": True, "cache": False}} for p in s.persist.values()]
-    outs += [{p.format(**fill): {"cache": False}} for p in s.plots.values()]
     body["outs"] = outs
     if s.metrics:
         body["metrics"] = [{m.format(**fill): {"cache": False}} for m in s.metrics.values()]
+    if s.plots:
+        body["plots"] = [{p.format(**fill): {"cache": False, **PLOT_STYLE.get(role, {})}}
+                         for role, p in s.plots.items()]
     return body
 
 
@@ -250,14 +267,15 @@ def snakemake_resources(name: str) -> dict[str, int]:
     return {"mem_mb": s.mem_mb, "runtime": s.runtime_min, "gpu": s.gpu}
 
 
-def snakemake_params(name: str, config: dict[str, Any]) -> dict[str, Any]:
+def snakemake_params(name: str, params: Params) -> dict[str, Any]:
     """The config values a rule depends on, keyed by a rule-safe name, so edits rerun it."""
     values = {}
     for dotted in stage(name).params:
-        value: Any = config
+        value: Any = params
         for part in dotted.split("."):
-            value = value[part]
-        values[dotted.replace(".", "__")] = value
+            value = getattr(value, part)
+        values[dotted.replace(".", "__")] = (
+            dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value)
     return values
 
 

@@ -10,7 +10,7 @@ rule download:
     output:
         **outputs("download"),
     params:
-        **pipeline.snakemake_params("download", config),
+        **pipeline.snakemake_params("download", PARAMS),
     log:
         pipeline.snakemake_log("download"),
     conda:
@@ -28,7 +28,7 @@ rule index:
     output:
         **outputs("index"),
     params:
-        **pipeline.snakemake_params("index", config),
+        **pipeline.snakemake_params("index", PARAMS),
     log:
         pipeline.snakemake_log("index"),
     conda:
@@ -46,7 +46,7 @@ rule preprocess:
     output:
         **outputs("preprocess"),
     params:
-        **pipeline.snakemake_params("preprocess", config),
+        **pipeline.snakemake_params("preprocess", PARAMS),
     log:
         pipeline.snakemake_log("preprocess"),
     conda:

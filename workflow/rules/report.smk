@@ -10,7 +10,7 @@ rule report:
     output:
         **outputs("report"),
     params:
-        **pipeline.snakemake_params("report", config),
+        **pipeline.snakemake_params("report", PARAMS),
     log:
         pipeline.snakemake_log("report"),
     conda:

@@ -7,7 +7,7 @@ rule pretrain:
     output:
         **outputs("pretrain"),
     params:
-        **pipeline.snakemake_params("pretrain", config),
+        **pipeline.snakemake_params("pretrain", PARAMS),
     log:
         pipeline.snakemake_log("pretrain"),
     conda:
@@ -25,7 +25,7 @@ rule finetune_s1:
     output:
         **outputs("finetune_s1"),
     params:
-        **pipeline.snakemake_params("finetune_s1", config),
+        **pipeline.snakemake_params("finetune_s1", PARAMS),
     log:
         pipeline.snakemake_log("finetune_s1"),
     conda:
@@ -43,7 +43,7 @@ rule finetune_s2:
     output:
         **outputs("finetune_s2"),
     params:
-        **pipeline.snakemake_params("finetune_s2", config),
+        **pipeline.snakemake_params("finetune_s2", PARAMS),
     log:
         pipeline.snakemake_log("finetune_s2"),
     conda:
@@ -61,7 +61,7 @@ rule finetune_s3:
     output:
         **outputs("finetune_s3"),
     params:
-        **pipeline.snakemake_params("finetune_s3", config),
+        **pipeline.snakemake_params("finetune_s3", PARAMS),
     log:
         pipeline.snakemake_log("finetune_s3"),
     conda:
@@ -79,7 +79,7 @@ rule evaluate:
     output:
         **outputs("evaluate"),
     params:
-        **pipeline.snakemake_params("evaluate", config),
+        **pipeline.snakemake_params("evaluate", PARAMS),
     log:
         pipeline.snakemake_log("evaluate"),
     conda:
