@@ -122,6 +122,12 @@ class PreprocessConfig:
     sample_rate: int = knob(16000, lo=8000, hi=48000, help="WAV sample rate")
     fps: int = knob(25, lo=5, hi=60, help="frame rate of the face clips")
     crf: int = knob(18, lo=0, hi=51, help="x264 quality of the face clips")
+    preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"] = knob(
+        "ultrafast", help="x264 speed preset of the face clips (ultrafast also decodes fastest)"
+    )
+    min_face: float = knob(
+        0.15, lo=0.02, hi=1.0, help="smallest face searched for, share of the frame's short side"
+    )
     workers: int = knob(0, lo=0, hi=256, help="worker processes; 0 = all cores")
 
 
@@ -230,7 +236,7 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    return parse_section(Params, raw, "")
+    return params_from_dict(raw)
 
 
 def parse_section(cls: type, raw: Any, where: str) -> Any:
@@ -372,7 +378,40 @@ def _type_schema(tp: Any) -> dict[str, Any]:
 
 def params_from_dict(raw: dict[str, Any]) -> Params:
     """Validate an already-loaded params mapping (e.g. Snakemake's ``config``)."""
-    return parse_section(Params, raw, "")
+    params = parse_section(Params, raw, "")
+    _check_across_keys(params)
+    return params
+
+
+def _check_across_keys(params: Params) -> None:
+    """Rules that involve more than one key or the dataset registry."""
+    from avfmae.data import registry
+    from avfmae.masking import validate_ratios
+
+    validate_ratios(params.pretrain)
+    known = registry.names()
+    for key in ("datasets", "pretrain_pool"):
+        for i, name in enumerate(getattr(params.data, key)):
+            if name not in known:
+                raise ConfigError(f"data.{key}[{i}]: unknown dataset {name!r}; registry names "
+                                  f"are {', '.join(known)}")
+    for i, name in enumerate(params.data.datasets):
+        spec = registry.get(name)
+        if spec.is_pool:
+            raise ConfigError(f"data.datasets[{i}]: {name!r} is an unlabeled pretraining pool; "
+                              "list it under data.pretrain_pool")
+        n = spec.protocol.n_folds
+        bad = [k for k in params.data.folds if k < 1 or (n is not None and k > n)]
+        if bad:
+            raise ConfigError(f"data.folds: fold {bad[0]} does not exist for {name} "
+                              f"(folds 1..{n})")
+    if not params.data.folds:
+        raise ConfigError("data.folds: list at least one fold, e.g. [1]")
+    if not params.finetune.stages or len(set(params.finetune.stages)) != len(
+            params.finetune.stages) or list(params.finetune.stages) != sorted(
+            params.finetune.stages):
+        raise ConfigError(f"finetune.stages: {params.finetune.stages} must be a non-empty, "
+                          "ordered subset of [s1, s2, s3]")
 
 
 def explain(params: Params) -> str:

@@ -33,6 +33,13 @@ def test_defaults_equal_committed_params(repo_root):
         ({"data.synthetic.n_speakers": True},
          r"data\.synthetic\.n_speakers: expected an integer, got bool True"),
         ({"eval": [1, 2]}, r"eval: expected a mapping, got list"),
+        ({"pretrain.mask_ratio_audio": 0.8},
+         r"pretrain\.mask_ratio_audio: 0\.8 is not allowed; .*Nearest allowed: 0\.75 or 0\.8125"),
+        ({"data.datasets": ["synthetic", "affectnet"]},
+         r"data\.datasets\[1\]: unknown dataset 'affectnet'; registry names are "),
+        ({"data.folds": [1, 7]}, r"data\.folds: fold 7 does not exist for synthetic \(folds 1\.\.3\)"),
+        ({"data.datasets": ["voxceleb2"]}, r"data\.datasets\[0\]: 'voxceleb2' is an unlabeled"),
+        ({"finetune.stages": ["s3", "s1"]}, r"finetune\.stages: \['s3', 's1'\] must be"),
     ],
 )
 def test_bad_values_name_the_key(write_params, changes, message):

@@ -22,10 +22,10 @@ FINAL_ARTIFACTS = [
     "data/interim/synthetic/splits.csv",
     "data/processed/synthetic/manifest.csv",
     "models/pretrain/encoder.safetensors",
-    "models/finetune/synthetic/fold1/s1.safetensors",
-    "models/finetune/synthetic/fold1/s2.safetensors",
-    "models/finetune/synthetic/fold1/s3.safetensors",
-    "metrics/synthetic/fold1.json",
+    "models/finetune/synthetic/fold1/s1/best.safetensors",
+    "models/finetune/synthetic/fold1/s2/best.safetensors",
+    "models/finetune/synthetic/fold1/s3/best.safetensors",
+    "metrics/synthetic/fold1/test.json",
     "metrics/summary.json",
     "reports/report.md",
 ]
@@ -82,10 +82,10 @@ def test_killed_repro_resumes_pretraining(micro_repo: Path):
                             start_new_session=True)
     ckpts = micro_repo / "runs/pretrain/checkpoints"
     deadline = time.monotonic() + 600
-    while not any(ckpts.glob("step_*")) and time.monotonic() < deadline:
+    while not any(ckpts.glob("checkpoint-*.pt")) and time.monotonic() < deadline:
         assert proc.poll() is None, "dvc repro ended before pretraining checkpointed"
         time.sleep(0.5)
-    assert any(ckpts.glob("step_*")), "no pretraining checkpoint appeared"
+    assert any(ckpts.glob("checkpoint-*.pt")), "no pretraining checkpoint appeared"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
 

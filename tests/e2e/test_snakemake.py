@@ -42,6 +42,6 @@ def test_slurm_profile_runs_the_chain(micro_repo: Path, tmp_path: Path):
     with slurm_cluster(tmp_path / "slurm"):
         snakemake(micro_repo, "--workflow-profile", "workflow/profiles/slurm-test")
     assert (micro_repo / "reports/report.md").is_file()
-    assert (micro_repo / "models/finetune/synthetic/fold1/s3.safetensors").is_file()
+    assert (micro_repo / "models/finetune/synthetic/fold1/s3/best.safetensors").is_file()
     logs = list((micro_repo / ".snakemake/slurm_logs").rglob("*.log"))
     assert logs, "no SLURM job logs: the jobs did not go through sbatch"

@@ -1,0 +1,1 @@
+"""Datasets: registry, synthetic generator, indexing, schemas, torch Datasets."""

@@ -1,0 +1,51 @@
+"""AVCAffe — GUESSED layout (we could not see the release; adjust the copy to this shape):
+clips ``videos/**/<participant>_task_<t>_<k>.<mp4|avi>`` and ``labels.csv`` with the columns
+``participant,task,arousal,valence`` (self-reports per participant and task; ``task`` may be
+``3`` or ``task_3``). A clip inherits its task's arousal/valence; clips of tasks without a
+label row are kept as unlabeled clips. The subject is the participant.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+from avfmae.data.parsers import Clip, ParseResult
+from avfmae.data.parsers._common import VIDEO_EXTS, as_float, safe_id, walk_files
+from avfmae.data.registry import DatasetError, DatasetSpec
+
+NAME = re.compile(r"^(?P<pid>.+?)_task_(?P<task>\d+)_(?P<clip>\w+)$")
+
+
+def parse(root: Path, spec: DatasetSpec) -> ParseResult:
+    label_file = root / "labels.csv"
+    if not label_file.is_file():
+        raise DatasetError(f"AVCAffe labels missing: {label_file}")
+    with open(label_file, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        cols = {c.strip().lower(): c for c in reader.fieldnames or []}
+        need = ("participant", "task", *spec.targets)
+        if any(c not in cols for c in need):
+            raise DatasetError(f"{label_file}: expected the columns {','.join(need)}")
+        table: dict[tuple[str, int], dict[str, float]] = {}
+        for n, row in enumerate(reader, 2):
+            task = re.sub(r"\D", "", row[cols["task"]])
+            values = {t: as_float(row[cols[t]]) for t in spec.targets}
+            if not task or any(v is None for v in values.values()):
+                raise DatasetError(f"{label_file}:{n}: incomplete row {row}")
+            key = (row[cols["participant"]].strip(), int(task))
+            table[key] = values  # type: ignore[assignment]
+    res = ParseResult([])
+    for path in walk_files(root / "videos", VIDEO_EXTS):
+        m = NAME.match(path.stem)
+        if not m:
+            res.skip("file name not <participant>_task_<t>_<k>")
+            continue
+        targets = table.get((m["pid"], int(m["task"])))
+        if targets is None:
+            res.skip("no label row for the clip's participant and task: kept unlabeled")
+        res.clips.append(Clip(safe_id(path.stem), video=path, subject=m["pid"], targets=targets))
+    if not res.clips:
+        raise DatasetError(f"{root}: no AVCAffe clips under videos/")
+    return res

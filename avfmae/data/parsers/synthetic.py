@@ -1,0 +1,61 @@
+"""The embedded synthetic dataset (``avfmae.data.synthetic``): RAVDESS-style names
+``<labeled|pool>/Actor_XX/01-01-EE-01-SS-RR-XX.mp4`` (emotion code EE; 00 = unlabeled pool) and
+``synthetic.json`` with the class table (``classes``: code, name, valence, arousal, ...).
+
+A labeled clip's label is its class's position in code order, its ``t_valence``/``t_arousal``
+the class's values; pool clips are unlabeled. The subject is the actor folder.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from avfmae.data.parsers import Clip, ParseResult
+from avfmae.data.parsers._common import walk_files
+from avfmae.data.registry import DatasetError, DatasetSpec
+
+NAME = re.compile(r"^\d{2}-\d{2}-(\d{2})-\d{2}-\d{2}-\d{2}-(\d{2,})$")
+
+
+def parse(root: Path, spec: DatasetSpec) -> ParseResult:
+    meta_file = root / "synthetic.json"
+    if not meta_file.is_file():
+        raise DatasetError(f"{meta_file} missing: run `avfmae download synthetic`")
+    meta = json.loads(meta_file.read_text())
+    classes = sorted(meta.get("classes", []), key=lambda c: int(c["code"]))
+    names = tuple(c["name"] for c in classes)
+    if names != spec.labels:
+        raise DatasetError(
+            f"synthetic.json classes {names} differ from the registry's {spec.labels}; "
+            "regenerate the dataset (`avfmae download synthetic`) or update the registry"
+        )
+    by_code = {int(c["code"]): c for c in classes}
+    res = ParseResult([])
+    for part in ("labeled", "pool"):
+        for path in walk_files(root / part, (".mp4",)):
+            m = NAME.match(path.stem)
+            if not m:
+                res.skip("file name not in the synthetic format")
+                continue
+            code = int(m.group(1))
+            subject = path.parent.name
+            cid = path.stem
+            if part == "labeled":
+                cls = by_code.get(code)
+                if cls is None:
+                    res.excluded.append((path.name, f"emotion code {code:02d} not in the class table"))
+                    continue
+                targets = {t: float(cls[t]) for t in spec.targets}
+                res.clips.append(Clip(cid, video=path, subject=subject, label=cls["name"],
+                                      targets=targets))
+            else:
+                res.clips.append(Clip(cid, video=path, subject=subject))
+    ids = [c.clip_id for c in res.clips]
+    if len(ids) != len(set(ids)):
+        for c in res.clips:
+            c.clip_id = f"{'L' if c.labeled else 'P'}_{c.clip_id}"
+    if not any(c.labeled for c in res.clips):
+        raise DatasetError(f"{root}: no labeled synthetic clips under labeled/Actor_*/")
+    return res

@@ -1,0 +1,188 @@
+"""The report stage: per-dataset fold tables (mean ± std), a cross-dataset summary, the
+s1 → s2 → s3 comparison on validation, confusion matrices and training curves.
+
+Reads only what the evaluate and fine-tune stages wrote (``metrics/<ds>/fold<k>/test.json``,
+``metrics/<ds>/fold<k>/<stage>.json``, ``plots/evaluate/<ds>/fold<k>.csv``,
+``plots/finetune/<ds>/fold<k>/<stage>.csv``); writes ``reports/report.md``,
+``metrics/summary.json`` and PNG figures under ``plots/report/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from avfmae.config import Params
+from avfmae.errors import UserError
+from avfmae.io import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+REPORT = Path("reports/report.md")
+SUMMARY = Path("metrics/summary.json")
+FIGURES = Path("plots/report")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise UserError(f"{path} is missing: run the evaluate/finetune stages first")
+    return json.loads(path.read_text())
+
+
+def fold_table(params: Params, dataset: str, key: str = "test") -> pd.DataFrame:
+    """One row per fold, one column per metric (scalars only) of ``test.json[key]``."""
+    rows = {}
+    for fold in params.data.folds:
+        result = _read_json(Path(f"metrics/{dataset}/fold{fold}/test.json"))
+        rows[fold] = {m: v for m, v in result[key].items() if np.isscalar(v)}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "fold"
+    return table
+
+
+def mean_std(table: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Mean and (sample) standard deviation of each column across folds."""
+    std = table.std(ddof=1) if len(table) > 1 else table.iloc[0] * 0.0
+    return {c: {"mean": float(table[c].mean()), "std": float(std[c])} for c in table.columns}
+
+
+def stage_comparison(params: Params, dataset: str) -> pd.DataFrame:
+    """Validation score of each fine-tuning stage per fold (model selection never sees test)."""
+    rows = {}
+    for fold in params.data.folds:
+        rows[fold] = {}
+        for st in params.finetune.stages:
+            sel = _read_json(Path(f"metrics/{dataset}/fold{fold}/{st}.json"))
+            rows[fold][st] = sel["val_best"][sel["selection_metric"]]
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "fold"
+    return table
+
+
+def _markdown_table(table: pd.DataFrame, stats: dict[str, dict[str, float]] | None) -> str:
+    cols = list(table.columns)
+    lines = ["| fold | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for fold, row in table.iterrows():
+        lines.append(f"| {fold} | " + " | ".join(f"{row[c]:.4f}" for c in cols) + " |")
+    if stats:
+        lines.append("| **mean ± std** | " + " | ".join(
+            f"**{stats[c]['mean']:.4f} ± {stats[c]['std']:.4f}**" for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def _confusion_figure(params: Params, dataset: str, labels: list[str]) -> Path | None:
+    frames = [pd.read_csv(p) for fold in params.data.folds
+              if (p := Path(f"plots/evaluate/{dataset}/fold{fold}.csv")).is_file()]
+    if not frames or not labels:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    preds = pd.concat(frames)
+    index = {name: i for i, name in enumerate(labels)}
+    counts = np.zeros((len(labels), len(labels)), dtype=int)
+    for actual, predicted in zip(preds["actual"], preds["predicted"], strict=True):
+        counts[index[actual], index[predicted]] += 1
+    rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(1 + 0.6 * len(labels), 1 + 0.6 * len(labels)))
+    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    for (i, j), n in np.ndenumerate(counts):
+        ax.text(j, i, str(n), ha="center", va="center",
+                color="white" if rates[i, j] > 0.5 else "black", fontsize=8)
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual")
+    ax.set_title(f"{dataset}: test confusion, all folds (row-normalised colour)")
+    fig.tight_layout()
+    path = FIGURES / f"{dataset}_confusion.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _curves_figure(params: Params, dataset: str) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    drawn = False
+    for fold in params.data.folds:
+        offset = 0
+        for st in params.finetune.stages:
+            path = Path(f"plots/finetune/{dataset}/fold{fold}/{st}.csv")
+            if not path.is_file():
+                continue
+            curve = pd.read_csv(path)
+            x = curve["epoch"] + offset
+            axes[0].plot(x, curve["train_loss"], label=f"fold {fold} {st}")
+            val_cols = [c for c in curve.columns if c.startswith("val_")]
+            if val_cols:
+                axes[1].plot(x, curve[val_cols[0]], label=f"fold {fold} {st}")
+                axes[1].set_ylabel(val_cols[0])
+            offset = int(x.max()) + 1
+            drawn = True
+    if not drawn:
+        plt.close(fig)
+        return None
+    axes[0].set_ylabel("train loss")
+    for ax in axes:
+        ax.set_xlabel("epoch (stages concatenated)")
+    axes[1].legend(fontsize=7)
+    fig.suptitle(f"{dataset}: fine-tuning curves")
+    fig.tight_layout()
+    path = FIGURES / f"{dataset}_curves.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def report(params: Params) -> Path:
+    """Write the report, the summary metrics and the figures; returns the report path."""
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {}
+    sections = ["# avfmae results", "",
+                f"Folds {params.data.folds}; fine-tuning stages {params.finetune.stages}; "
+                f"scale `{params.model.scale}`; init `{params.finetune.init}`; "
+                f"modality `{params.finetune.modality}`.",
+                "Test figures come from the model selected on the validation split carved from "
+                "each training fold; the test split is evaluated once. Last-epoch test figures "
+                "are listed separately.", ""]
+    for ds in params.data.datasets:
+        test = fold_table(params, ds, "test")
+        last = fold_table(params, ds, "test_last_epoch")
+        stages = stage_comparison(params, ds)
+        stats = mean_std(test)
+        summary[ds] = {"test": stats, "test_last_epoch": mean_std(last),
+                       "val_by_stage": mean_std(stages)}
+        labels = _read_json(Path(f"metrics/{ds}/fold{params.data.folds[0]}/test.json")).get(
+            "labels", [])
+        sections += [f"## {ds}", "", "### Test (selected on validation)", "",
+                     _markdown_table(test, stats), "",
+                     "### Test at the last epoch", "", _markdown_table(last, mean_std(last)), "",
+                     "### Validation score by fine-tuning stage", "",
+                     _markdown_table(stages, mean_std(stages)), ""]
+        for fig in (_confusion_figure(params, ds, labels), _curves_figure(params, ds)):
+            if fig is not None:
+                sections += [f"![{fig.stem}](../{fig.as_posix()})", ""]
+    if len(params.data.datasets) > 1:
+        sections += ["## Summary across datasets", "", "| dataset | metric | mean ± std |",
+                     "|---|---|---|"]
+        for ds, res in summary.items():
+            for metric, ms in res["test"].items():
+                sections.append(f"| {ds} | {metric} | {ms['mean']:.4f} ± {ms['std']:.4f} |")
+    REPORT.parent.mkdir(parents=True, exist_ok=True)
+    SUMMARY.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(SUMMARY, json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(REPORT, "\n".join(sections) + "\n")
+    log.info("report written to %s", REPORT)
+    return REPORT

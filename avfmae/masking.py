@@ -1,0 +1,358 @@
+"""Dual masking for pretraining (SPEC §3, §12 item 3).
+
+Every function returns a ``bool`` tensor of shape ``(B, N)`` over the flattened token grid with
+**True = masked**:
+
+* an *encoder* mask hides tokens from the encoder (False = visible);
+* a *decoder* mask marks positions the decoder does **not** reconstruct (decoded = ``~mask``).
+
+Token grids (SPEC §1.6): video ``(T, H, W) = (8, 10, 10)``, flat index ``t·100 + h·10 + w``;
+audio ``(TT, F) = (16, 8)``, flat index ``tt·8 + f``.
+
+LG regions: video windows ``(2, 5, 10)`` → 8 regions, ``r = 2·(t//2) + h//5``; audio windows
+``(4, 4)`` → 8 regions, ``r = 2·(tt//4) + f//4``. :func:`region_layout` gives the flat indices of
+each region (rows = regions, columns = slots in raster order inside the window, which is also
+ascending flat-index order).
+
+Generators:
+
+* :func:`tube_mask` — one random spatial map per sample tiled over all time slices (published).
+* :func:`tube_window_mask` — tube masking with the same number of visible positions in each
+  spatial window (default: 5 per 5×10 half-face), so every video LG region has the same visible
+  count and regions are exact windows (window-aware, SPEC §12 item 3).
+* :func:`running_cell_mask` — VideoMAE-V2 running-cell decoder mask (2×2 cells).
+* :func:`random_mask` — uniformly random positions (published audio masks).
+* :func:`window_random_mask` — random masking with the same count inside each window (default:
+  3 visible per 4×4 audio window).
+* :func:`dual_masks` — the four masks of a pretraining batch from a :class:`PretrainConfig`.
+
+All randomness comes from an explicit ``torch.Generator`` (``None`` = torch's global RNG), so a
+seeded generator gives identical masks on every machine.
+
+Allowed ratios (checked at config time by :func:`validate_ratios`): a ratio must give an integral
+number of visible (encoder) or masked (decoder) tokens per window; :func:`allowed_ratios` lists
+them.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any
+
+import torch
+
+__all__ = [
+    "VIDEO_GRID",
+    "AUDIO_GRID",
+    "VIDEO_REGION",
+    "AUDIO_REGION",
+    "region_layout",
+    "video_region_layout",
+    "audio_region_layout",
+    "tube_mask",
+    "tube_window_mask",
+    "running_cell_mask",
+    "random_mask",
+    "window_random_mask",
+    "dual_masks",
+    "visible_per_region",
+    "region_visible_indices",
+    "allowed_ratios",
+    "validate_ratios",
+]
+
+VIDEO_GRID = (8, 10, 10)
+AUDIO_GRID = (16, 8)
+VIDEO_REGION = (2, 5, 10)
+AUDIO_REGION = (4, 4)
+_RATIO_TOL = 1e-6
+
+
+# ----------------------------------------------------------------------------------------------
+# Region layout
+# ----------------------------------------------------------------------------------------------
+
+
+def region_layout(grid: tuple[int, ...], window: tuple[int, ...]) -> torch.Tensor:
+    """Flat token indices of every window: ``LongTensor (R, S)``.
+
+    ``grid`` and ``window`` have the same number of dims; each grid dim must be a multiple of the
+    window dim. Regions are numbered in raster order of the window grid, slots in raster order
+    inside the window (video: ``r = 2·(t//2) + h//5``, ``s = (t%2)·50 + (h%5)·10 + w``).
+    """
+    if len(grid) != len(window) or any(g % w for g, w in zip(grid, window)):
+        raise ValueError(f"window {window} does not tile grid {grid}")
+    counts = [g // w for g, w in zip(grid, window)]
+    idx = torch.arange(_prod(grid)).reshape(grid)
+    # split each dim d into (n_d, w_d), then order as (n_0, n_1, ..., w_0, w_1, ...)
+    split = idx.reshape([x for n, w in zip(counts, window) for x in (n, w)])
+    nd = len(grid)
+    perm = [2 * i for i in range(nd)] + [2 * i + 1 for i in range(nd)]
+    return split.permute(perm).reshape(_prod(counts), _prod(window)).contiguous()
+
+
+def video_region_layout() -> torch.Tensor:
+    """``LongTensor (8, 100)``: the video LG regions (2×5×10 windows of the 8×10×10 grid)."""
+    return region_layout(VIDEO_GRID, VIDEO_REGION)
+
+
+def audio_region_layout() -> torch.Tensor:
+    """``LongTensor (8, 16)``: the audio LG regions (4×4 windows of the 16×8 grid)."""
+    return region_layout(AUDIO_GRID, AUDIO_REGION)
+
+
+def visible_per_region(encoder_mask: torch.Tensor, layout: torch.Tensor) -> torch.Tensor:
+    """Number of visible (False) tokens in each region: ``LongTensor (B, R)``."""
+    return (~encoder_mask[:, layout]).sum(-1)
+
+
+def region_visible_indices(encoder_mask: torch.Tensor, layout: torch.Tensor) -> torch.Tensor:
+    """Flat indices of the visible tokens of each region: ``LongTensor (B, R, V)``.
+
+    Within a region the indices are ascending. Requires the same visible count ``V`` in every
+    region of every sample (true for window-aware masks); raises ``ValueError`` otherwise.
+    """
+    masked = encoder_mask[:, layout]  # (B, R, S)
+    counts = (~masked).sum(-1)
+    v = int(counts.flatten()[0]) if counts.numel() else 0
+    if not bool((counts == v).all()):
+        raise ValueError(
+            "visible tokens are not spread equally over the LG regions "
+            f"(counts {counts.unique().tolist()}); use window-aware masking"
+        )
+    slots = torch.arange(layout.shape[1])
+    key = masked.long() * layout.shape[1] + slots  # visible slots first, in slot order
+    order = key.argsort(-1)[..., :v]
+    return layout.expand(encoder_mask.shape[0], -1, -1).gather(-1, order)
+
+
+# ----------------------------------------------------------------------------------------------
+# Mask generators
+# ----------------------------------------------------------------------------------------------
+
+
+def _count(n: int, ratio: float, what: str) -> int:
+    """Exact ``n·ratio`` as an int; ``ValueError`` when it is not integral."""
+    x = n * ratio
+    k = round(x)
+    if abs(x - k) > _RATIO_TOL * max(n, 1):
+        raise ValueError(f"{what}: ratio {ratio} of {n} tokens is not an integer count")
+    return k
+
+
+def _choose(
+    shape: tuple[int, ...], n_masked: int, generator: torch.Generator | None
+) -> torch.Tensor:
+    """Bool ``shape``; exactly ``n_masked`` True along the last dim, uniformly at random."""
+    noise = torch.rand(shape, generator=generator)
+    ranks = noise.argsort(-1).argsort(-1)
+    return ranks < n_masked
+
+
+def tube_mask(
+    batch_size: int,
+    mask_ratio: float = 0.9,
+    *,
+    generator: torch.Generator | None = None,
+    grid: tuple[int, int, int] = VIDEO_GRID,
+) -> torch.Tensor:
+    """Published tube masking: ``(B, T·H·W)``; one random spatial map per sample, tiled in time.
+
+    ``mask_ratio`` 0.9 on 8×10×10 → 90 masked per slice, 80 visible tokens in all.
+    """
+    t, h, w = grid
+    k = _count(h * w, mask_ratio, "tube mask")
+    spatial = _choose((batch_size, h * w), k, generator)
+    return spatial.unsqueeze(1).expand(batch_size, t, h * w).reshape(batch_size, t * h * w)
+
+
+def tube_window_mask(
+    batch_size: int,
+    mask_ratio: float = 0.9,
+    *,
+    generator: torch.Generator | None = None,
+    grid: tuple[int, int, int] = VIDEO_GRID,
+    window: tuple[int, int] = VIDEO_REGION[1:],
+) -> torch.Tensor:
+    """Window-aware tube masking: ``(B, T·H·W)``.
+
+    Like :func:`tube_mask` (one spatial map tiled over time), but each spatial window (default
+    5×10, the upper/lower face) gets exactly ``(1-ratio)·|window|`` visible positions — 5 per
+    half per slice at 0.9, i.e. 10 per video LG region.
+    """
+    t, h, w = grid
+    layout = region_layout((h, w), window)  # (Rs, Ss) spatial windows
+    k = _count(layout.shape[1], mask_ratio, "tube-window mask")
+    per_window = _choose((batch_size, *layout.shape), k, generator)  # (B, Rs, Ss)
+    spatial = torch.empty(batch_size, h * w, dtype=torch.bool)
+    spatial[:, layout.flatten()] = per_window.reshape(batch_size, -1)
+    return spatial.unsqueeze(1).expand(batch_size, t, h * w).reshape(batch_size, t * h * w)
+
+
+def _running_cell_maps(grid: tuple[int, int, int], n_masked: int) -> torch.Tensor:
+    """The 4 running-cell maps ``(4, T·H·W)``: map ``p`` starts the cell queue at pointer ``p``.
+
+    A 2×2 cell reads the queue ``[1]*n_masked + [0]*(4-n_masked)`` cyclically from its pointer
+    (cell slots in raster order); the pointer advances by one per time slice. With 2 masked this
+    cycles top row → diagonal → bottom row → anti-diagonal.
+    """
+    t, h, w = grid
+    if h % 2 or w % 2:
+        raise ValueError(f"running-cell masking needs an even spatial grid, got {h}×{w}")
+    queue = torch.tensor([True] * n_masked + [False] * (4 - n_masked))
+    maps = torch.empty(4, t, h, w, dtype=torch.bool)
+    for start in range(4):
+        for ti in range(t):
+            ptr = (start + ti) % 4
+            cell = queue.roll(-ptr).reshape(2, 2)
+            maps[start, ti] = cell.repeat(h // 2, w // 2)
+    return maps.reshape(4, t * h * w)
+
+
+def running_cell_mask(
+    batch_size: int,
+    mask_ratio: float = 0.5,
+    *,
+    generator: torch.Generator | None = None,
+    grid: tuple[int, int, int] = VIDEO_GRID,
+) -> torch.Tensor:
+    """VideoMAE-V2 running-cell mask: ``(B, T·H·W)``; ``4·ratio`` of each 2×2 cell masked.
+
+    The start pointer is drawn uniformly from 4 per sample. Ratio 0.5 on 8×10×10 → 400 masked
+    (not decoded) and 400 decoded positions, 50 per slice.
+    """
+    k = _count(4, mask_ratio, "running-cell mask")
+    maps = _running_cell_maps(grid, k)
+    start = torch.randint(4, (batch_size,), generator=generator)
+    return maps[start]
+
+
+def random_mask(
+    batch_size: int,
+    num_tokens: int,
+    mask_ratio: float,
+    *,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Uniformly random mask ``(B, num_tokens)`` with exactly ``ratio·num_tokens`` masked."""
+    k = _count(num_tokens, mask_ratio, "random mask")
+    return _choose((batch_size, num_tokens), k, generator)
+
+
+def window_random_mask(
+    batch_size: int,
+    mask_ratio: float = 0.8125,
+    *,
+    generator: torch.Generator | None = None,
+    grid: tuple[int, ...] = AUDIO_GRID,
+    window: tuple[int, ...] = AUDIO_REGION,
+) -> torch.Tensor:
+    """Random mask with the same masked count in every window: ``(B, prod(grid))``.
+
+    Default: audio 16×8 with 4×4 windows, ratio 0.8125 → 13 masked and 3 visible per window,
+    24 visible in all.
+    """
+    layout = region_layout(grid, window)
+    k = _count(layout.shape[1], mask_ratio, "window random mask")
+    per_window = _choose((batch_size, *layout.shape), k, generator)
+    out = torch.empty(batch_size, _prod(grid), dtype=torch.bool)
+    out[:, layout.flatten()] = per_window.reshape(batch_size, -1)
+    return out
+
+
+def dual_masks(
+    batch_size: int, cfg: Any, *, generator: torch.Generator | None = None
+) -> dict[str, torch.Tensor]:
+    """The four masks of a pretraining batch, each ``bool (B, N)``, True = masked.
+
+    ``cfg`` is a :class:`avfmae.config.PretrainConfig` (fields ``mask_ratio_video``,
+    ``mask_ratio_audio``, ``decoder_mask_ratio_video``, ``decoder_mask_ratio_audio``,
+    ``window_masking``). Keys (as in the reference vectors): ``encoder_mask_video`` (B, 800),
+    ``decoder_mask_video`` (B, 800), ``encoder_mask_audio`` (B, 128), ``decoder_mask_audio``
+    (B, 128). Draw order: video encoder, video decoder, audio encoder, audio decoder.
+    """
+    if cfg.window_masking:
+        enc_v = tube_window_mask(batch_size, cfg.mask_ratio_video, generator=generator)
+    else:
+        enc_v = tube_mask(batch_size, cfg.mask_ratio_video, generator=generator)
+    dec_v = running_cell_mask(batch_size, cfg.decoder_mask_ratio_video, generator=generator)
+    if cfg.window_masking:
+        enc_a = window_random_mask(batch_size, cfg.mask_ratio_audio, generator=generator)
+    else:
+        enc_a = random_mask(batch_size, _prod(AUDIO_GRID), cfg.mask_ratio_audio,
+                            generator=generator)
+    dec_a = random_mask(batch_size, _prod(AUDIO_GRID), cfg.decoder_mask_ratio_audio,
+                        generator=generator)
+    return {
+        "encoder_mask_video": enc_v,
+        "decoder_mask_video": dec_v,
+        "encoder_mask_audio": enc_a,
+        "decoder_mask_audio": dec_a,
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# Ratio validation
+# ----------------------------------------------------------------------------------------------
+
+# field → (denominator, smallest numerator, largest numerator, why)
+_RATIO_RULES: dict[str, tuple[int, int, int, str]] = {
+    "mask_ratio_video": (
+        50, 1, 49,
+        "the visible count per 5×10 half-face window of each slice must be a whole number "
+        "(1 - k/50)",
+    ),
+    "mask_ratio_audio": (
+        16, 1, 15,
+        "the visible count per 4×4 audio window must be a whole number (1 - k/16)",
+    ),
+    "decoder_mask_ratio_video": (
+        4, 0, 3,
+        "running-cell masking masks a whole number of each 2×2 cell (k/4)",
+    ),
+    "decoder_mask_ratio_audio": (
+        128, 0, 127,
+        "a whole number of the 128 audio tokens, and at least one decoded (k/128)",
+    ),
+}
+
+
+def allowed_ratios(field: str) -> list[float]:
+    """The allowed values of a :class:`PretrainConfig` mask-ratio field, ascending.
+
+    Encoder ratios must leave an integral, non-zero visible count per LG window (video
+    ``1 - k/50``, audio ``1 - k/16``; the published rank-chunk partition needs the same values);
+    decoder ratios ``k/4`` (video running cell) and ``k/128`` (audio), with at least one decoded
+    position.
+    """
+    den, lo, hi, _ = _RATIO_RULES[field]
+    return sorted(float(Fraction(k, den)) for k in range(lo, hi + 1))
+
+
+def validate_ratios(cfg: Any, where: str = "pretrain") -> None:
+    """Reject mask ratios that do not divide the LG windows; raises ``ConfigError``.
+
+    ``cfg`` is a :class:`PretrainConfig`; the message names the dotted key (``where.field``),
+    the rule and the nearest allowed values. Call from ``load_params``.
+    """
+    from avfmae.config import ConfigError
+
+    for field, (_den, _lo, _hi, why) in _RATIO_RULES.items():
+        value = float(getattr(cfg, field))
+        allowed = allowed_ratios(field)
+        if any(abs(value - a) <= _RATIO_TOL for a in allowed):
+            continue
+        below = [a for a in allowed if a < value]
+        above = [a for a in allowed if a > value]
+        near = ([f"{below[-1]:g}"] if below else []) + ([f"{above[0]:g}"] if above else [])
+        raise ConfigError(
+            f"{where}.{field}: {value!r} is not allowed; {why}. Nearest allowed: "
+            f"{' or '.join(near)}. All allowed: {', '.join(f'{a:g}' for a in allowed)}"
+        )
+
+
+def _prod(xs: Any) -> int:
+    out = 1
+    for x in xs:
+        out *= int(x)
+    return out

@@ -1,0 +1,39 @@
+"""AVF-MAE++ models: LG encoders, IAV-CLM fusion, pretraining and classifier models, the scale
+registry and published-checkpoint conversion.
+
+Importing this package registers ``avfmae_<scale>`` / ``avfmae_pretrain_<scale>`` with timm.
+"""
+
+from avfmae.models.classifier import AVFClassifier, Modality, layer_id
+from avfmae.models.convert import (
+    ConversionReport,
+    LoadReport,
+    convert_checkpoint,
+    convert_state_dict,
+    load_checkpoint,
+    load_pretrained_encoder,
+)
+from avfmae.models.factory import create_model
+from avfmae.models.pretrain import AVFPretrain, ModalityIndex, PretrainIndex, PretrainOutput
+from avfmae.models.scales import SCALES, ModelScale, get_scale, scale_names
+
+__all__ = [
+    "AVFClassifier",
+    "AVFPretrain",
+    "ConversionReport",
+    "LoadReport",
+    "ModalityIndex",
+    "Modality",
+    "ModelScale",
+    "PretrainIndex",
+    "PretrainOutput",
+    "SCALES",
+    "convert_checkpoint",
+    "convert_state_dict",
+    "create_model",
+    "get_scale",
+    "layer_id",
+    "load_checkpoint",
+    "load_pretrained_encoder",
+    "scale_names",
+]

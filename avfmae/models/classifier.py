@@ -1,0 +1,209 @@
+"""Fine-tuning model: LG encoders → IAV-CLM on region tokens → pooled linear head(s)
+(SPEC §5.3, §8.2)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Literal
+
+import torch
+from timm.layers import trunc_normal_
+from torch import Tensor, nn
+
+from avfmae.models.encoder import LGEncoder
+from avfmae.models.fusion import IAVCLM
+from avfmae.models.refinement import ERNorm
+from avfmae.models.scales import ModelScale
+
+__all__ = ["AVFClassifier", "Modality"]
+
+Modality = Literal["av", "video", "audio"]
+
+
+class AVFClassifier(nn.Module):
+    """AVF-MAE++ fine-tuning model.
+
+    **Audio-visual** (``modality="av"``, the published model):
+    each encoder returns the LN'd region tokens of every layer, V, A (B, 8, d, C). The fusion
+    gets the last layer's region tokens ``X_v = V[:, :, -1]``, ``X_a = A[:, :, -1]`` (B, 8, C)
+    and the joint query ``F⁰ = [Σ_l softmax(w_v)_l V_l ; Σ_l softmax(w_a)_l A_l]`` (B, 8, 2C);
+    the head sees ``LN([mean_n Z_v ; mean_n Z_a])`` (B, 2C).
+
+    **One modality** (``"video"`` / ``"audio"``, for ablations): only that encoder is built and
+    there is no fusion (IAV-CLM needs both streams). The head sees
+    ``LN(mean_r Σ_l softmax(w)_l R_l)`` (B, C): the layer-weighted region tokens that seed the
+    joint query in the AV model. Every parameter that exists is used.
+
+    **Heads**: ``num_classes`` an int gives one head ``head``; a mapping name → K gives one head
+    per name (``heads.<name>``), e.g. one per dataset in the s1 stage. ``forward(..., head=name)``
+    returns that head's logits; ``head=None`` returns a dict of every head's logits (use this
+    under DDP and put every head in the loss, with zero weight for absent datasets, so each
+    head gets a gradient and ``find_unused_parameters`` stays off). Heads are linear with no
+    activation (regression targets use the same head with K = number of dimensions).
+
+    ``reference_compatible=True`` uses the published BatchNorm1d in the ER refinement
+    (``er_norm="batch"``); our default is a LayerNorm over channels (``"layer"``) — see
+    :class:`~avfmae.models.refinement.Refinement`. Nothing else differs in fine-tuning.
+
+    Inputs: ``video`` (B, 3, 16, 160, 160) ImageNet-normalised; ``audio`` (B, 1, 256, 128)
+    normalised log-mel fbank (time × mel).
+    """
+
+    def __init__(
+        self,
+        scale: ModelScale,
+        num_classes: int | Mapping[str, int] = 11,
+        *,
+        modality: Modality = "av",
+        reference_compatible: bool = False,
+        er_norm: ERNorm | None = None,
+        drop_path_rate: float | None = None,
+        head_init_scale: float = 1e-3,
+    ) -> None:
+        super().__init__()
+        if modality not in ("av", "video", "audio"):
+            raise ValueError(f"modality must be 'av', 'video' or 'audio', got {modality!r}")
+        self.scale = scale
+        self.modality = modality
+        self.reference_compatible = reference_compatible
+        er_norm = er_norm or ("batch" if reference_compatible else "layer")
+        dp = scale.drop_path_rate if drop_path_rate is None else drop_path_rate
+        C = scale.embed_dim
+        common = dict(
+            dim=C, num_heads=scale.num_heads, mlp_ratio=scale.mlp_ratio, qkv_bias=scale.qkv_bias,
+            drop_path_rate=dp,
+        )
+        if modality in ("av", "video"):
+            self.video_encoder = LGEncoder(
+                3, scale.video_input_size, scale.video_patch, scale.video_region,
+                depth=scale.video_depth, **common,
+            )
+            self.video_layer_weights = nn.Parameter(torch.full((scale.video_depth,), 1.0 / scale.video_depth))
+        if modality in ("av", "audio"):
+            self.audio_encoder = LGEncoder(
+                1, scale.audio_size, scale.audio_patch, scale.audio_region,
+                depth=scale.audio_depth, **common,
+            )
+            self.audio_layer_weights = nn.Parameter(torch.full((scale.audio_depth,), 1.0 / scale.audio_depth))
+        if modality == "av":
+            if self.video_encoder.num_regions != self.audio_encoder.num_regions:
+                raise ValueError("the AV model pairs video and audio regions: counts must match")
+            self.fusion = IAVCLM(
+                C, scale.fusion_depth, scale.fusion_num_heads, scale.mlp_ratio, scale.qkv_bias,
+                dp, er_norm,
+            )
+        self.num_features = 2 * C if modality == "av" else C
+        self.fc_norm = nn.LayerNorm(self.num_features, eps=1e-6)
+        self._init_weights()
+        self.reset_classifier(num_classes, head_init_scale)
+
+    def _init_weights(self) -> None:
+        for name, m in self.named_modules():
+            if isinstance(m, nn.Linear):
+                # Encoders: ViT-style trunc-normal; fusion: Xavier (as published).
+                if name.startswith("fusion."):
+                    nn.init.xavier_uniform_(m.weight)
+                else:
+                    trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def reset_classifier(self, num_classes: int | Mapping[str, int], init_scale: float = 1e-3) -> None:
+        """Replace the head(s) with fresh ones (trunc-normal 0.02 × ``init_scale``, zero bias)."""
+        self.num_classes = num_classes if isinstance(num_classes, int) else dict(num_classes)
+        for attr in ("head", "heads"):
+            if hasattr(self, attr):
+                delattr(self, attr)
+        if isinstance(num_classes, int):
+            self.head = self._new_head(num_classes, init_scale)
+        else:
+            if not num_classes:
+                raise ValueError("num_classes mapping is empty")
+            self.heads = nn.ModuleDict(
+                {name: self._new_head(k, init_scale) for name, k in num_classes.items()}
+            )
+
+    def _new_head(self, k: int, init_scale: float) -> nn.Linear:
+        head = nn.Linear(self.num_features, k).to(self.fc_norm.weight.device)
+        trunc_normal_(head.weight, std=0.02)
+        with torch.no_grad():
+            head.weight.mul_(init_scale)
+        nn.init.zeros_(head.bias)
+        return head
+
+    @staticmethod
+    def _layer_mix(tokens: Tensor, weights: Tensor) -> Tensor:
+        """(B, R, d, C) per-layer tokens → (B, R, C) softmax-layer-weighted sum."""
+        return torch.einsum("brlc,l->brc", tokens, weights.softmax(0).to(tokens.dtype))
+
+    def forward_features(self, video: Tensor | None = None, audio: Tensor | None = None) -> Tensor:
+        """The head input after ``fc_norm``: (B, 2C) for AV, (B, C) for one modality."""
+        if self.modality == "video":
+            pooled = self._layer_mix(self.video_encoder(video), self.video_layer_weights).mean(1)
+        elif self.modality == "audio":
+            pooled = self._layer_mix(self.audio_encoder(audio), self.audio_layer_weights).mean(1)
+        else:
+            v, a = self.video_encoder(video), self.audio_encoder(audio)
+            query = torch.cat(
+                (self._layer_mix(v, self.video_layer_weights),
+                 self._layer_mix(a, self.audio_layer_weights)), dim=-1,
+            )
+            fused = self.fusion(v[:, :, -1], a[:, :, -1], query)
+            pooled = torch.cat((fused.video.mean(1), fused.audio.mean(1)), dim=-1)
+        return self.fc_norm(pooled)
+
+    def forward_head(self, features: Tensor, head: str | None = None) -> Tensor | dict[str, Tensor]:
+        if hasattr(self, "head"):
+            if head is not None:
+                raise ValueError("this model has a single head; call without head=")
+            return self.head(features)
+        if head is None:
+            return {name: h(features) for name, h in self.heads.items()}
+        if head not in self.heads:
+            raise KeyError(f"no head {head!r}; heads: {list(self.heads)}")
+        return self.heads[head](features)
+
+    def forward(
+        self, video: Tensor | None = None, audio: Tensor | None = None, head: str | None = None
+    ) -> Tensor | dict[str, Tensor]:
+        """Logits (B, K), or a dict name → (B, K_name) for a multi-head model with ``head=None``."""
+        return self.forward_head(self.forward_features(video, audio), head)
+
+    # --- optimiser helpers -------------------------------------------------------------------
+
+    @property
+    def num_layers(self) -> int:
+        """``max(d_v, d_a) + fusion_depth``: layer ids run 0 … num_layers + 1 (SPEC §8.1)."""
+        depth = max(self.scale.video_depth, self.scale.audio_depth)
+        return depth + (self.scale.fusion_depth if self.modality == "av" else 0)
+
+    def layer_id(self, name: str) -> int:
+        """Layer id of parameter ``name`` for layer-wise LR decay (SPEC §8.1).
+
+        0: patch embeddings; ``i + 1``: encoder block i (either modality);
+        ``max(d_v, d_a) + k + 1``: fusion DiER unit k; ``num_layers + 1`` (the top, LR scale 1):
+        everything else — region tokens, encoder norms, ER, HAFE, layer weights, fc_norm, heads.
+        The LR scale of layer i is ``decay ** (num_layers + 1 - i)``.
+        """
+        return layer_id(name, max(self.scale.video_depth, self.scale.audio_depth), self.num_layers)
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameters exempt from weight decay besides biases and norms (matched by suffix)."""
+        keep = ("region_tokens", "layer_weights")
+        return {n for n, _ in self.named_parameters() if n.split(".")[-1].endswith(keep)}
+
+
+_ENCODER_BLOCK = re.compile(r"^(?:video|audio)_encoder\.blocks\.(\d+)\.")
+_FUSION_UNIT = re.compile(r"^fusion\.units\.(\d+)\.")
+
+
+def layer_id(name: str, encoder_depth: int, num_layers: int) -> int:
+    """Layer id of parameter ``name`` (our naming) — see :meth:`AVFClassifier.layer_id`."""
+    if re.match(r"^(?:video|audio)_encoder\.patch_embed\.", name):
+        return 0
+    if m := _ENCODER_BLOCK.match(name):
+        return int(m.group(1)) + 1
+    if m := _FUSION_UNIT.match(name):
+        return encoder_depth + int(m.group(1)) + 1
+    return num_layers + 1

@@ -1,0 +1,255 @@
+"""Pretraining model: masked LG encoders, IAV-CLM, skip decoders, contrastive logits (SPEC §6)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from avfmae.models.decoder import SkipDecoder
+from avfmae.models.encoder import LGEncoder
+from avfmae.models.fusion import IAVCLM
+from avfmae.models.refinement import ERNorm
+from avfmae.models.regions import RegionGrid
+from avfmae.models.scales import ModelScale
+
+__all__ = ["AVFPretrain", "Partition", "ModalityIndex", "PretrainIndex", "PretrainOutput"]
+
+Partition = Literal["window", "rank"]
+
+
+@dataclass
+class ModalityIndex:
+    """Token bookkeeping for one modality, built from its masks by :meth:`AVFPretrain.index_masks`.
+
+    ``layout`` (B, R, S'): flat index of the visible token in each LG region slot.
+    ``position`` (B, R·S'): position index the decoder gives each visible token (layout order).
+    ``decoded`` (B, Nd): positions to reconstruct, ascending.
+    ``loss_mask`` (B, Nd) bool: True where the decoded position was hidden from the encoder.
+    """
+
+    layout: Tensor
+    position: Tensor
+    decoded: Tensor
+    loss_mask: Tensor
+
+    def to(self, device: torch.device | str) -> ModalityIndex:
+        return ModalityIndex(*(getattr(self, f.name).to(device) for f in fields(self)))
+
+
+@dataclass
+class PretrainIndex:
+    video: ModalityIndex
+    audio: ModalityIndex
+
+    def to(self, device: torch.device | str) -> PretrainIndex:
+        return PretrainIndex(self.video.to(device), self.audio.to(device))
+
+
+@dataclass
+class PretrainOutput:
+    """What :meth:`AVFPretrain.forward` returns. L = number of skip levels (``scale.skip_layers``).
+
+    ``video_recon`` (B, Nd_v, 1536) / ``audio_recon`` (B, Nd_a, 256): predictions for the decoded
+    positions in ascending patch order; video values are in the target's (t, h, w, c) order
+    within the 2×16×16 tubelet, audio (h, w) within the 16×16 patch.
+    ``video_decoded`` / ``audio_decoded`` (B, Nd) long: the patch index of each prediction row.
+    ``video_loss_mask`` / ``audio_loss_mask`` (B, Nd) bool: the decoded position was masked for
+    the encoder — the published loss averages the per-row MSE over these rows only.
+    ``video_embeddings`` / ``audio_embeddings``: L tensors (B, C), the L2-normalised token means
+    of the encoder features at each skip level (for contrastive losses with gathered negatives).
+    ``logits_per_video``: L tensors (B, B) = ``v · aᵀ / τ``; ``logits_per_audio`` their
+    transposes. The published HCMCL is ``Σ_ℓ ½[CE(logits_ℓ, arange B) + CE(logits_ℓᵀ, arange B)]``.
+    """
+
+    video_recon: Tensor
+    audio_recon: Tensor
+    video_decoded: Tensor
+    audio_decoded: Tensor
+    video_loss_mask: Tensor
+    audio_loss_mask: Tensor
+    video_embeddings: list[Tensor]
+    audio_embeddings: list[Tensor]
+    logits_per_video: list[Tensor]
+    logits_per_audio: list[Tensor]
+
+
+class AVFPretrain(nn.Module):
+    """AVF-MAE++ audio-visual masked autoencoder.
+
+    **Forward.** ``forward(video, audio, video_mask, audio_mask, video_decoder_mask=None,
+    audio_decoder_mask=None)`` with ``video`` (B, 3, 16, 160, 160), ``audio`` (B, 1, 256, 128)
+    and boolean masks, **True = masked**: ``video_mask`` (B, 800) / ``audio_mask`` (B, 128) hide
+    tokens from the encoder (every sample must keep the same number visible); the decoder masks
+    (same shapes) mark positions that are *not* reconstructed (VideoMAE-V2 dual masking; decoded =
+    ``~decoder_mask``). A missing decoder mask decodes every encoder-masked position. Returns a
+    :class:`PretrainOutput`. :meth:`index_masks` + :meth:`forward_indexed` split the same call in
+    two, so that indices can be built on the CPU (e.g. in data-loader workers).
+
+    **Steps.** (1) The visible tokens are split into the 8 LG regions per modality and encoded;
+    the LN'd local tokens of the ``skip_layers`` are kept (the last is the encoder output).
+    (2) Contrastive logits per skip level from token means. (3) IAV-CLM on the encoder outputs
+    with the joint query ``[mean X_v ; mean X_a]`` (B, 1, 2C). (4) One :class:`SkipDecoder` per
+    modality on the fused tokens with the skip features.
+
+    **Region partition** (``partition``): ``"window"`` (default) expects window-aware masks —
+    every region keeps the same number of visible tokens — and gathers each token into its own
+    region (SPEC §12 item 3); masks that are not window-balanced raise ValueError.
+    ``"rank"`` is the published partition by rank among the ascending visible tokens (works with
+    tube / random masks whose visible count divides evenly, SPEC §3).
+
+    **reference_compatible=True** reproduces the published model: rank partition, BatchNorm1d in
+    ER (needs batch ≥ 2 in training), and the published position pairing in the decoder — the
+    visible token at sequence position o gets the position of the o-th *ascending* visible patch
+    rather than its own (SPEC §4.2, §12 item 2). The pairing only differs for video under the rank
+    partition (audio's rank layout is ascending). With the default ``False``, each visible token
+    gets its own position and ER uses a LayerNorm over channels (``er_norm`` can override this
+    choice independently, e.g. to load published ER BatchNorm statistics).
+    """
+
+    def __init__(
+        self,
+        scale: ModelScale,
+        *,
+        reference_compatible: bool = False,
+        partition: Partition | None = None,
+        er_norm: ERNorm | None = None,
+        drop_path_rate: float | None = None,
+        contrastive_temperature: float = 0.07,
+    ) -> None:
+        super().__init__()
+        partition = partition or ("rank" if reference_compatible else "window")
+        if partition not in ("window", "rank"):
+            raise ValueError(f"partition must be 'window' or 'rank', got {partition!r}")
+        if reference_compatible and partition != "rank":
+            raise ValueError("reference_compatible=True implies the published rank partition")
+        self.scale = scale
+        self.reference_compatible = reference_compatible
+        self.partition = partition
+        self.temperature = contrastive_temperature
+        er_norm = er_norm or ("batch" if reference_compatible else "layer")
+        dp = scale.pretrain_drop_path_rate if drop_path_rate is None else drop_path_rate
+        C, D = scale.embed_dim, scale.decoder_embed_dim
+        common = dict(
+            dim=C, num_heads=scale.num_heads, mlp_ratio=scale.mlp_ratio, qkv_bias=scale.qkv_bias,
+            drop_path_rate=dp,
+        )
+        self.video_encoder = LGEncoder(
+            3, scale.video_input_size, scale.video_patch, scale.video_region,
+            depth=scale.video_depth, **common,
+        )
+        self.audio_encoder = LGEncoder(
+            1, scale.audio_size, scale.audio_patch, scale.audio_region,
+            depth=scale.audio_depth, **common,
+        )
+        self.fusion = IAVCLM(
+            C, scale.fusion_depth, scale.fusion_num_heads, scale.mlp_ratio, scale.qkv_bias, dp,
+            er_norm,
+        )
+        skips = len(scale.skip_layers)
+        dec = dict(mlp_ratio=scale.mlp_ratio, qkv_bias=scale.qkv_bias)
+        self.video_decoder = SkipDecoder(
+            C, D, skips, scale.decoder_num_heads, self.video_encoder.regions.num_tokens,
+            3 * scale.tubelet_size * scale.patch_size**2, **dec,
+        )
+        self.audio_decoder = SkipDecoder(
+            C, D, skips, scale.decoder_num_heads, self.audio_encoder.regions.num_tokens,
+            scale.audio_patch_size**2, **dec,
+        )
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    # --- masks → indices ---------------------------------------------------------------------
+
+    def _index_modality(
+        self, grid: RegionGrid, mask: Tensor, decoder_mask: Tensor | None, name: str
+    ) -> ModalityIndex:
+        B, N = mask.shape
+        if N != grid.num_tokens:
+            raise ValueError(f"{name} mask has {N} tokens, the model expects {grid.num_tokens}")
+        mask = mask.bool()
+        visible_counts = (~mask).sum(1)
+        num_visible = int(visible_counts[0])
+        if not bool((visible_counts == num_visible).all()):
+            raise ValueError(f"every sample's {name} mask must keep the same number visible")
+        visible = torch.sort(mask.to(torch.uint8), dim=1, stable=True).indices[:, :num_visible]
+        if self.partition == "window":
+            layout = grid.window_layout(visible)
+        else:
+            layout = grid.rank_layout(visible)
+        position = visible if self.reference_compatible else layout.flatten(1)
+        decode = mask if decoder_mask is None else ~decoder_mask.bool()
+        decoded_counts = decode.sum(1)
+        num_decoded = int(decoded_counts[0])
+        if not bool((decoded_counts == num_decoded).all()):
+            raise ValueError(f"every sample's {name} decoder mask must decode the same count")
+        decoded = torch.sort((~decode).to(torch.uint8), dim=1, stable=True).indices[:, :num_decoded]
+        return ModalityIndex(layout, position, decoded, mask.gather(1, decoded))
+
+    def index_masks(
+        self,
+        video_mask: Tensor,
+        audio_mask: Tensor,
+        video_decoder_mask: Tensor | None = None,
+        audio_decoder_mask: Tensor | None = None,
+    ) -> PretrainIndex:
+        """Token indices for :meth:`forward_indexed` from boolean masks (True = masked)."""
+        return PretrainIndex(
+            self._index_modality(self.video_encoder.regions, video_mask, video_decoder_mask, "video"),
+            self._index_modality(self.audio_encoder.regions, audio_mask, audio_decoder_mask, "audio"),
+        )
+
+    # --- forward -----------------------------------------------------------------------------
+
+    def forward(
+        self,
+        video: Tensor,
+        audio: Tensor,
+        video_mask: Tensor,
+        audio_mask: Tensor,
+        video_decoder_mask: Tensor | None = None,
+        audio_decoder_mask: Tensor | None = None,
+    ) -> PretrainOutput:
+        index = self.index_masks(video_mask, audio_mask, video_decoder_mask, audio_decoder_mask)
+        return self.forward_indexed(video, audio, index.to(video.device))
+
+    def forward_indexed(self, video: Tensor, audio: Tensor, index: PretrainIndex) -> PretrainOutput:
+        layers = self.scale.skip_layers
+        video_feats = self.video_encoder.forward_masked(video, index.video.layout, layers)
+        audio_feats = self.audio_encoder.forward_masked(audio, index.audio.layout, layers)
+
+        video_emb = [F.normalize(f.mean(1), dim=-1) for f in video_feats]
+        audio_emb = [F.normalize(f.mean(1), dim=-1) for f in audio_feats]
+        logits = [v @ a.t() / self.temperature for v, a in zip(video_emb, audio_emb)]
+
+        x_video, x_audio = video_feats[-1], audio_feats[-1]
+        query = torch.cat((x_video.mean(1), x_audio.mean(1)), dim=-1).unsqueeze(1)
+        fused = self.fusion(x_video, x_audio, query)
+
+        video_recon = self.video_decoder(
+            fused.video, video_feats, index.video.position, index.video.decoded
+        )
+        audio_recon = self.audio_decoder(
+            fused.audio, audio_feats, index.audio.position, index.audio.decoded
+        )
+        return PretrainOutput(
+            video_recon=video_recon,
+            audio_recon=audio_recon,
+            video_decoded=index.video.decoded,
+            audio_decoded=index.audio.decoded,
+            video_loss_mask=index.video.loss_mask,
+            audio_loss_mask=index.audio.loss_mask,
+            video_embeddings=video_emb,
+            audio_embeddings=audio_emb,
+            logits_per_video=logits,
+            logits_per_audio=[l.t() for l in logits],
+        )

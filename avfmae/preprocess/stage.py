@@ -1,0 +1,509 @@
+"""The preprocess stage: index manifest → clip store (face clips, WAVs, processed manifest).
+
+Layout of ``{data.root}/processed/{ds}/``::
+
+    faces/{clip_id}.mp4   face-cropped H.264, face_size², constant fps
+    audio/{clip_id}.wav   mono 16-bit PCM, sample 0 = face frame 0, n_frames / fps long
+    manifest.csv          input columns (video/audio → processed paths) + src_* + stats
+    rejects.csv           clip_id, reason, detail, video
+    fingerprint.json      settings fingerprint, full settings, inputs, outcome (written last)
+    preprocess.log        per-run log (appended)
+
+Resumable: each finished clip's outputs are renamed into place and then a line is appended to
+``.work/done.jsonl``; a rerun skips every clip with a record, so a killed run continues where it
+stopped and a half-written clip (temp name, no record) is redone. ``.work/fingerprint`` guards
+the partial work: when the settings change it is discarded, never mixed. The final files are
+written last, atomically; ``.work`` is removed when the stage succeeds. A completed store whose
+fingerprint and input manifest match is returned at once; with the same settings but a changed
+manifest only new or changed clips are processed.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import ctypes
+import fcntl
+import hashlib
+import json
+import logging
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import sys
+import time
+import traceback
+from collections import Counter
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+from tqdm import tqdm
+
+from avfmae.config import Params, PreprocessConfig
+from avfmae.errors import UserError
+
+from .clip import ClipJob, ClipResult, process_clip
+from .schema import INPUT, PROCESSED, REJECTS, validate
+from .settings import Settings, fingerprint
+
+__all__ = ["preprocess", "preprocess_manifest", "PreprocessError", "worker_count"]
+
+log = logging.getLogger("avfmae.preprocess")
+
+STAT_COLUMNS = [
+    "n_frames", "fps", "duration_s", "audio_s", "src_width", "src_height", "src_fps",
+    "face_rate", "box_cx", "box_cy", "box_size", "box_jitter", "roll_deg",
+]
+
+
+class PreprocessError(UserError):
+    """Too many clips were rejected (the message summarises why and where to look)."""
+
+
+def worker_count(workers: int) -> int:
+    """``preprocess.workers`` → process count (0 = every core this process may use)."""
+    if workers > 0:
+        return workers
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def preprocess(ds: str, params: Params, *, progress: bool = True) -> Path:
+    """Run the stage for dataset ``ds``; returns ``{data.root}/processed/{ds}``."""
+    root = Path(params.data.root)
+    manifest = root / "interim" / ds / "manifest.csv"
+    if not manifest.is_file():
+        raise UserError(f"{manifest}: no index manifest; run `avfmae index {ds}` first")
+    return preprocess_manifest(
+        manifest, root / "processed" / ds, params.preprocess, name=ds, progress=progress
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# small file helpers
+# ----------------------------------------------------------------------------------------------
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fh = open(path, "w")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        raise UserError(f"{path.parent.parent}: another preprocess run is working here") from None
+    try:
+        yield
+    finally:
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()
+
+
+@contextmanager
+def _stage_log(path: Path) -> Iterator[None]:
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setLevel(logging.DEBUG)
+    old_level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(old_level)
+        handler.close()
+
+
+# ----------------------------------------------------------------------------------------------
+# the workers
+# ----------------------------------------------------------------------------------------------
+
+_SETTINGS: Settings | None = None
+_PARENT: int | None = None
+
+
+def _init_worker(settings: Settings, parent: int) -> None:
+    global _SETTINGS, _PARENT
+    _SETTINGS, _PARENT = settings, parent
+    try:  # die with the stage process (a killed stage must not leave workers writing)
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:  # pragma: no cover - not glibc
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+    _one_thread()
+
+
+def _one_thread() -> None:
+    import cv2
+    import torch
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+def _run_job(job: ClipJob) -> ClipResult:
+    assert _SETTINGS is not None
+    return _guarded(job, _SETTINGS, _PARENT)
+
+
+def _guarded(job: ClipJob, settings: Settings, parent: int | None) -> ClipResult:
+    try:
+        return process_clip(job, settings, parent)
+    except Exception as err:  # a bug, not bad media: reject the clip, keep the trace for the log
+        res = ClipResult(job.clip_id, False, "error", f"{type(err).__name__}: {err}"[:300])
+        res.timing = {"traceback": traceback.format_exc()}  # type: ignore[dict-item]
+        return res
+
+
+# ----------------------------------------------------------------------------------------------
+# the stage
+# ----------------------------------------------------------------------------------------------
+
+
+def _read_manifest(path: Path) -> pd.DataFrame:
+    try:
+        df = pd.read_csv(path, dtype={"clip_id": str, "video": str, "audio": str})
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path}: cannot read the manifest: {err}") from None
+    if "audio" not in df.columns:
+        df["audio"] = ""
+    df["audio"] = df["audio"].fillna("")
+    validate(INPUT, df, str(path))
+    if df.empty:
+        raise UserError(f"{path}: the manifest lists no clips")
+    return df
+
+
+def _discard(out: Path, keep_log: bool = True) -> None:
+    for name in ("faces", "audio", ".work"):
+        shutil.rmtree(out / name, ignore_errors=True)
+    for name in ("manifest.csv", "rejects.csv", "fingerprint.json"):
+        (out / name).unlink(missing_ok=True)
+
+
+def _record(res: ClipResult, job: ClipJob) -> dict[str, Any]:
+    return {
+        "clip_id": res.clip_id,
+        "video": job.video,
+        "audio": job.audio,
+        "ok": res.ok,
+        "reason": res.reason,
+        "detail": res.detail,
+        "stats": res.stats,
+    }
+
+
+def _previous_records(out: Path, fp: str, final_ok: bool) -> dict[str, dict]:
+    """Records of clips already done under fingerprint ``fp`` (final store, then the work log)."""
+    recs: dict[str, dict] = {}
+    if final_ok:
+        for name, ok in (("manifest.csv", True), ("rejects.csv", False)):
+            p = out / name
+            if not p.is_file():
+                continue
+            df = pd.read_csv(p, dtype=str, keep_default_na=False)
+            for row in df.to_dict("records"):
+                if ok:
+                    stats = {c: row[c] for c in STAT_COLUMNS if c in row}
+                    recs[row["clip_id"]] = {
+                        "clip_id": row["clip_id"], "video": row["src_video"],
+                        "audio": row["src_audio"], "ok": True, "reason": "", "detail": "",
+                        "stats": stats,
+                    }
+                else:
+                    recs[row["clip_id"]] = {
+                        "clip_id": row["clip_id"], "video": row["video"], "audio": None,
+                        "ok": False, "reason": row["reason"], "detail": row["detail"], "stats": {},
+                    }
+    done = out / ".work" / "done.jsonl"
+    if done.is_file():
+        for line in done.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:  # a line torn by a kill
+                continue
+            recs[rec["clip_id"]] = rec
+    return recs
+
+
+def _still_valid(rec: dict | None, job: ClipJob) -> bool:
+    if rec is None or rec["video"] != job.video:
+        return False
+    if rec["audio"] is not None and rec["audio"] != job.audio:
+        return False
+    if rec["ok"]:
+        return os.path.isfile(job.face_out) and os.path.isfile(job.wav_out)
+    return rec["reason"] not in ("error", "worker_crash")  # retry those on a rerun
+
+
+def preprocess_manifest(
+    manifest: Path,
+    out: Path,
+    cfg: PreprocessConfig,
+    *,
+    name: str = "",
+    progress: bool = True,
+) -> Path:
+    """Build the clip store ``out`` from the index manifest ``manifest`` (see module doc)."""
+    manifest, out = Path(manifest), Path(out)
+    name = name or out.name
+    settings = Settings.from_config(cfg)
+    fp, desc = fingerprint(settings)
+    df = _read_manifest(manifest)
+    in_sha = _sha256(manifest)
+
+    final = _read_json(out / "fingerprint.json")
+    if (
+        final
+        and final.get("fingerprint") == fp
+        and final.get("inputs", {}).get("sha256") == in_sha
+        and (out / "manifest.csv").is_file()
+        and not (out / ".work").exists()
+    ):
+        log.info("preprocess %s: up to date (fingerprint %s)", name, fp)
+        return out
+
+    out.mkdir(parents=True, exist_ok=True)
+    with _locked(out / ".work" / "lock"), _stage_log(out / "preprocess.log"):
+        return _run(df, manifest, in_sha, out, cfg, settings, fp, desc, name, progress)
+
+
+def _run(
+    df: pd.DataFrame, manifest: Path, in_sha: str, out: Path, cfg: PreprocessConfig,
+    settings: Settings, fp: str, desc: dict, name: str, progress: bool,
+) -> Path:
+    t0 = time.perf_counter()
+    work = out / ".work"
+    final = _read_json(out / "fingerprint.json")
+    final_ok = bool(final and final.get("fingerprint") == fp)
+    if final and not final_ok:
+        log.info("settings changed (%s → %s): discarding the previous store", final.get("fingerprint"), fp)
+        _discard(out)
+    wfp = _read_json(work / "fingerprint.json")
+    if wfp and wfp.get("fingerprint") != fp:
+        log.info("settings changed (%s → %s): discarding partial work", wfp.get("fingerprint"), fp)
+        for sub in ("faces", "audio"):
+            shutil.rmtree(out / sub, ignore_errors=True)
+        (work / "done.jsonl").unlink(missing_ok=True)
+        final_ok = False
+    for sub in ("faces", "audio"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+        for stray in (out / sub).glob(".*.tmp*"):  # temp files of a killed run
+            stray.unlink(missing_ok=True)
+    work.mkdir(exist_ok=True)
+    _atomic_write(work / "fingerprint.json", json.dumps({"fingerprint": fp}))
+
+    jobs = [
+        ClipJob(
+            clip_id=r.clip_id, video=r.video, audio=r.audio,
+            face_out=str(out / "faces" / f"{r.clip_id}.mp4"),
+            wav_out=str(out / "audio" / f"{r.clip_id}.wav"),
+        )
+        for r in df[["clip_id", "video", "audio"]].itertuples(index=False)
+    ]
+    prev = _previous_records(out, fp, final_ok)
+    records: dict[str, dict] = {}
+    todo: list[ClipJob] = []
+    for job in jobs:
+        rec = prev.get(job.clip_id)
+        if _still_valid(rec, job):
+            rec["audio"] = job.audio
+            records[job.clip_id] = rec
+        else:
+            todo.append(job)
+
+    n_workers = min(worker_count(cfg.workers), max(1, len(todo)))
+    log.info(
+        "preprocess %s: %d clips, %d already done, %d to do, %d worker(s), fingerprint %s",
+        name, len(jobs), len(records), len(todo), n_workers, fp,
+    )
+    log.info("settings: %s", json.dumps(desc, sort_keys=True))
+
+    cpu = 0.0
+    media_s = 0.0
+    if todo:
+        with open(work / "done.jsonl", "a") as done_fh, tqdm(
+            total=len(jobs), initial=len(records), unit="clip", desc=f"preprocess {name}",
+            disable=not progress, smoothing=0.05, mininterval=0.5, file=sys.stderr,
+        ) as bar:
+            n_rej = sum(not r["ok"] for r in records.values())
+            for job, res in _execute(todo, settings, n_workers):
+                rec = _record(res, job)
+                done_fh.write(json.dumps(rec, sort_keys=True) + "\n")
+                done_fh.flush()
+                records[job.clip_id] = rec
+                timing = dict(res.timing)
+                tb = timing.pop("traceback", None)
+                if res.ok:
+                    cpu += float(timing.get("total", 0.0))
+                    media_s += float(res.stats.get("duration_s", 0.0))
+                    log.debug("clip %s ok %s", job.clip_id, json.dumps(timing, sort_keys=True))
+                else:
+                    n_rej += 1
+                    log.warning("clip %s rejected: %s: %s", job.clip_id, res.reason, res.detail)
+                    if tb:
+                        log.error("clip %s traceback:\n%s", job.clip_id, tb)
+                bar.update(1)
+                bar.set_postfix(rejected=n_rej, refresh=False)
+
+    return _finish(df, jobs, records, manifest, in_sha, out, cfg, fp, desc, name, t0, cpu, media_s)
+
+
+def _execute(todo: list[ClipJob], settings: Settings, n_workers: int):
+    """Yield ``(job, result)`` as clips finish; inline for one worker, else a process pool."""
+    if n_workers <= 1:
+        _one_thread()
+        for job in todo:
+            yield job, _guarded(job, settings, None)
+        return
+    crashes: Counter[str] = Counter()
+    queue = list(reversed(todo))
+    parent = os.getpid()
+    while queue:
+        ctx = mp.get_context("spawn")
+        pool = cf.ProcessPoolExecutor(
+            n_workers, mp_context=ctx, initializer=_init_worker, initargs=(settings, parent)
+        )
+        pending: dict[cf.Future, ClipJob] = {}
+        broken = False
+        try:
+            while queue or pending:
+                while queue and len(pending) < 2 * n_workers:
+                    job = queue.pop()
+                    pending[pool.submit(_run_job, job)] = job
+                finished, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+                for fut in finished:
+                    job = pending.pop(fut)
+                    try:
+                        res = fut.result()
+                    except cf.process.BrokenProcessPool:
+                        broken = True
+                        pending[fut] = job
+                        break
+                    yield job, res
+                if broken:
+                    break
+        finally:
+            pool.shutdown(wait=not broken, cancel_futures=True)
+        if broken:
+            # every clip that was in flight is suspect; retry each, give up after two crashes
+            for job in pending.values():
+                crashes[job.clip_id] += 1
+                if crashes[job.clip_id] >= 2:
+                    yield job, ClipResult(job.clip_id, False, "worker_crash",
+                                          "the worker process died while processing this clip")
+                else:
+                    queue.append(job)
+            log.warning("a worker process died; restarting the pool (%d clips requeued)",
+                        len(pending))
+
+
+def _finish(
+    df: pd.DataFrame, jobs: list[ClipJob], records: dict[str, dict], manifest: Path, in_sha: str,
+    out: Path, cfg: PreprocessConfig, fp: str, desc: dict, name: str, t0: float, cpu: float,
+    media_s: float,
+) -> Path:
+    order = [j.clip_id for j in jobs]
+    ok_ids = [c for c in order if records[c]["ok"]]
+    rej_ids = [c for c in order if not records[c]["ok"]]
+
+    rejects = pd.DataFrame(
+        [
+            {"clip_id": c, "reason": records[c]["reason"], "detail": records[c]["detail"],
+             "video": records[c]["video"]}
+            for c in rej_ids
+        ],
+        columns=["clip_id", "reason", "detail", "video"],
+    )
+    rejects = validate(REJECTS, rejects, "rejects")
+    _atomic_write(out / "rejects.csv", rejects.to_csv(index=False))
+
+    reasons = Counter(records[c]["reason"] for c in rej_ids)
+    frac = len(rej_ids) / len(order)
+    elapsed = time.perf_counter() - t0
+    if cpu > 0:
+        log.info(
+            "processed %.1f s of media in %.1f CPU s (%.1fx real time per core), %.1f s wall",
+            media_s, cpu, media_s / cpu, elapsed,
+        )
+    if frac > cfg.max_reject_fraction:
+        summary = ", ".join(f"{r} {n}" for r, n in reasons.most_common())
+        examples = "; ".join(
+            f"{c}: {records[c]['reason']} ({records[c]['detail']})" for c in rej_ids[:3]
+        )
+        msg = (
+            f"preprocess {name}: {len(rej_ids)} of {len(order)} clips rejected "
+            f"({frac:.0%} > preprocess.max_reject_fraction {cfg.max_reject_fraction:.0%}): "
+            f"{summary}. Examples: {examples}. Every reject is listed in {out / 'rejects.csv'}; "
+            f"fix those inputs or raise preprocess.max_reject_fraction."
+        )
+        log.error(msg)
+        raise PreprocessError(msg)
+
+    src = df.set_index("clip_id").loc[ok_ids].reset_index()
+    rows = src.copy()
+    rows["src_video"] = src["video"]
+    rows["src_audio"] = src["audio"]
+    rows["video"] = [str(out / "faces" / f"{c}.mp4") for c in ok_ids]
+    rows["audio"] = [str(out / "audio" / f"{c}.wav") for c in ok_ids]
+    stats = pd.DataFrame([records[c]["stats"] for c in ok_ids], columns=STAT_COLUMNS)
+    for col in STAT_COLUMNS:
+        rows[col] = stats[col].to_numpy()
+    rows = validate(PROCESSED, rows, "processed manifest")
+    if rows.empty:
+        raise PreprocessError(f"preprocess {name}: every clip was rejected; see {out / 'rejects.csv'}")
+
+    # drop outputs of clips that are no longer in the manifest (or now rejected)
+    keep = set(ok_ids)
+    for sub, ext in (("faces", ".mp4"), ("audio", ".wav")):
+        for f in (out / sub).iterdir():
+            if f.suffix == ext and f.stem not in keep:
+                f.unlink()
+
+    _atomic_write(out / "manifest.csv", rows.to_csv(index=False))
+    info = {
+        "fingerprint": fp,
+        "settings": desc,
+        "policy": {"max_reject_fraction": cfg.max_reject_fraction},
+        "inputs": {"manifest": str(manifest), "sha256": in_sha, "n_clips": len(order)},
+        "outputs": {
+            "n_clips": len(ok_ids),
+            "n_rejected": len(rej_ids),
+            "reject_reasons": dict(sorted(reasons.items())),
+            "media_seconds": round(float(rows["duration_s"].sum()), 3),
+        },
+    }
+    _atomic_write(out / "fingerprint.json", json.dumps(info, indent=2, sort_keys=True) + "\n")
+    shutil.rmtree(out / ".work", ignore_errors=True)
+    log.info(
+        "preprocess %s done: %d clips, %d rejected (%s) in %.1f s → %s",
+        name, len(ok_ids), len(rej_ids), dict(reasons), elapsed, out,
+    )
+    return out

@@ -1,0 +1,1 @@
+"""Training core: losses, optimisation, mixed precision, checkpoints, distributed helpers."""

@@ -1,0 +1,317 @@
+"""The fine-tuning stages of progressive semantics injection, per dataset and fold.
+
+- **s1** hybrid intermediate fine-tuning: the training parts (fold ``k``) of every enabled
+  labeled dataset of the target's task family, pooled, one head per dataset; starts from the
+  pretrained encoder. It never sees a clip of the target fold's test or validation split
+  (asserted).
+- **s2** targeted adaptation: the target's training part, encoders frozen, fusion and a fresh
+  head trained.
+- **s3** targeted full fine-tuning: everything trainable, layer-wise LR decay.
+
+Each stage starts from the previous enabled stage's selected weights (the first from the
+pretrained encoder, or from scratch with ``finetune.init: random``), picks its best epoch on
+the target's validation split, and writes ``models/finetune/<ds>/fold<k>/<stage>/`` (``best`` and
+``last`` weights), ``metrics/<ds>/fold<k>/<stage>.json`` and the curve
+``plots/finetune/<ds>/fold<k>/<stage>.csv``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from avfmae.config import Params, StageConfig
+from avfmae.data import registry
+from avfmae.data.clips import ClipDataset
+from avfmae.errors import UserError
+from avfmae.eval.evaluate import (
+    Task,
+    eval_dataset,
+    predict,
+    scalars,
+    split_rows,
+    stage_model_dir,
+    task_metrics,
+    task_of,
+)
+from avfmae.io import atomic_write_text
+from avfmae.models import AVFClassifier, create_model, load_pretrained_encoder
+from avfmae.pipeline import PRETRAIN_ENCODER
+from avfmae.train.amp import Precision
+from avfmae.train.checkpoint import export_weights, load_weights
+from avfmae.train.distributed import (
+    ResumableDistributedSampler,
+    ResumableLoader,
+    cleanup_distributed,
+    init_distributed,
+    is_main_process,
+)
+from avfmae.train.loop import Loop, prepare_run_dir
+from avfmae.train.losses import regression_loss, soft_target_cross_entropy
+from avfmae.train.mixup import MixupCutmix
+from avfmae.train.optim import WarmupCosineSchedule, build_optimizer, scaled_lr
+from avfmae.train.seeding import derive_seed, seed_everything
+
+log = logging.getLogger(__name__)
+
+MIX_STREAM = 2  # key separating mixup randomness from other per-step randomness
+
+
+def build_classifier(params: Params, heads: dict[str, int],
+                     drop_path: float | None = None) -> AVFClassifier:
+    """The classifier of ``model.scale`` with one head per dataset."""
+    kwargs: dict[str, Any] = dict(params.model.overrides)
+    if drop_path is not None:
+        kwargs["drop_path_rate"] = drop_path
+    return create_model(params.model.scale, num_classes=heads,
+                        modality=params.finetune.modality,
+                        reference_compatible=params.model.reference_compatible, **kwargs)
+
+
+def load_weights_into(model: nn.Module, path: Path, *, heads: bool) -> list[str]:
+    """Copy the tensors of ``path`` whose names and shapes match into ``model``.
+
+    With ``heads=False`` classification heads are left fresh. Returns the loaded names.
+    """
+    state = load_weights(path)
+    own = model.state_dict()
+    loadable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape
+                and (heads or not k.startswith(("head.", "heads.")))}
+    if not loadable:
+        raise UserError(f"{path}: no tensor matches this model (different scale or modality?)")
+    model.load_state_dict(loadable, strict=False)
+    return sorted(loadable)
+
+
+def previous_stage(params: Params, stage: str) -> str | None:
+    order = list(params.finetune.stages)
+    at = order.index(stage)
+    return order[at - 1] if at > 0 else None
+
+
+def initialise(model: AVFClassifier, params: Params, dataset: str, fold: int,
+               stage: str) -> str:
+    """Load the weights a stage starts from; returns a description for the log."""
+    prev = previous_stage(params, stage)
+    if prev is not None:
+        path = stage_model_dir(params, dataset, fold, prev) / "best.safetensors"
+        if not path.is_file():
+            raise UserError(f"{path} is missing: run stage {prev} first")
+        # s2 trains a fresh head on the frozen features; s3 continues s2's head
+        load_weights_into(model, path, heads=stage == "s3")
+        return f"{prev} weights ({path})"
+    if params.finetune.init == "random":
+        return "random initialisation"
+    path = Path(PRETRAIN_ENCODER)
+    if not path.is_file():
+        raise UserError(f"{path} is missing: run `avfmae pretrain` (or set finetune.init: "
+                        "random)")
+    report = load_pretrained_encoder(model, load_weights(path))
+    return f"pretrained encoder ({len(report.loaded)} tensors)"
+
+
+def training_rows(params: Params, dataset: str, fold: int, stage: str) -> pd.DataFrame:
+    """The rows a stage trains on: the target's training part, or for s1 the pooled training
+    parts of every enabled dataset of the target's family. Clip ids get a dataset prefix."""
+    family = registry.get(dataset).family
+    pooled = [d for d in params.data.datasets if registry.get(d).family == family] \
+        if stage == "s1" else [dataset]
+    frames = []
+    for ds in pooled:
+        rows = split_rows(params, ds, fold, "train").copy()
+        rows["dataset"] = ds
+        frames.append(rows)
+    rows = pd.concat(frames, ignore_index=True)
+    held_out = pd.concat([split_rows(params, dataset, fold, part) for part in ("val", "test")])
+    leaked = set(zip(rows["dataset"], rows["clip_id"])) & {
+        (dataset, c) for c in held_out["clip_id"]}
+    if leaked:
+        raise RuntimeError(f"{stage} training data of {dataset} fold {fold} contains "
+                           f"{len(leaked)} held-out clip(s), e.g. {sorted(leaked)[:3]}")
+    return rows
+
+
+def run_settings(params: Params, dataset: str, fold: int, stage: str) -> dict[str, Any]:
+    """What determines a stage's result: its config, the model, the data, the initial weights."""
+    ft = dataclasses.asdict(params.finetune)
+    for key in ("s1", "s2", "s3", "num_workers", "stages"):
+        ft.pop(key)
+    inputs = {}
+    prev = previous_stage(params, stage)
+    init = stage_model_dir(params, dataset, fold, prev) / "best.safetensors" if prev \
+        else Path(PRETRAIN_ENCODER)
+    for path in [init, *(Path(params.data.root) / "processed" / d / "manifest.csv"
+                         for d in params.data.datasets)]:
+        if path.is_file():
+            inputs[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return {"model": dataclasses.asdict(params.model), "finetune": ft,
+            "stage": dataclasses.asdict(getattr(params.finetune, stage)),
+            "datasets": params.data.datasets, "eval": dataclasses.asdict(params.eval),
+            "inputs": inputs}
+
+
+def freeze_encoders(model: AVFClassifier) -> int:
+    """Freeze both modality encoders (s2); returns the number of frozen tensors."""
+    frozen = 0
+    for name, p in model.named_parameters():
+        if name.startswith(("video_encoder.", "audio_encoder.")):
+            p.requires_grad_(False)
+            frozen += 1
+    return frozen
+
+
+class Objective:
+    """Per-batch loss of a (possibly multi-dataset) batch.
+
+    Classification: mixup/cutmix + label smoothing within each dataset's rows (label spaces
+    differ across datasets), soft-target cross-entropy on that dataset's head. Regression: MSE
+    or CCC. One forward pass computes every head, and heads with no rows in the batch enter the
+    loss with weight 0, so DDP needs no ``find_unused_parameters``.
+    """
+
+    def __init__(self, params: Params, cfg: StageConfig, tasks: dict[str, Task], rank: int):
+        self.params, self.cfg, self.tasks, self.rank = params, cfg, tasks, rank
+
+    def __call__(self, model: nn.Module, batch: dict[str, Any], epoch: int,
+                 device: torch.device) -> torch.Tensor:
+        names = list(batch["dataset"])
+        video, audio = batch["video"].clone(), batch["audio"].clone()
+        soft: dict[str, torch.Tensor] = {}
+        rows: dict[str, torch.Tensor] = {}
+        for name, task in self.tasks.items():
+            sel = torch.tensor([d == name for d in names])
+            rows[name] = sel
+            if sel.any() and not task.regression:
+                video[sel], audio[sel], soft[name] = self._mix(
+                    task, video[sel], audio[sel], batch["label"][sel], batch["index"][sel],
+                    epoch)
+        logits = model(video.to(device), audio.to(device), head=None)
+        total = torch.zeros((), device=device)
+        for name, task in self.tasks.items():
+            sel = rows[name].to(device)
+            out = logits[name].float()
+            if not rows[name].any():
+                total = total + 0.0 * out.sum()
+                continue
+            if task.regression:
+                loss = regression_loss(out[sel], batch["target"][rows[name]].to(device).float(),
+                                       kind=self.params.finetune.regression_loss)
+            else:
+                loss = soft_target_cross_entropy(out[sel], soft[name].to(device))
+            total = total + loss * (int(rows[name].sum()) / len(names))
+        return total
+
+    def _mix(self, task: Task, video: torch.Tensor, audio: torch.Tensor, labels: torch.Tensor,
+             index: torch.Tensor, epoch: int) -> tuple[torch.Tensor, ...]:
+        cfg = self.cfg
+        mixer = MixupCutmix(task.outputs, mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix,
+                            label_smoothing=cfg.label_smoothing,
+                            mix_audio=self.params.finetune.mix_audio,
+                            seed=derive_seed(self.params.finetune.seed, MIX_STREAM, epoch,
+                                             int(index[0]), self.rank))
+        if len(labels) < 2:  # nothing to mix with
+            mixer = MixupCutmix(task.outputs, mixup_alpha=0.0, cutmix_alpha=0.0,
+                                label_smoothing=cfg.label_smoothing)
+        return mixer(video, audio, labels)
+
+
+def finetune(params: Params, stage: str, dataset: str, fold: int, resume: str = "auto") -> Path:
+    """Run (or resume) one fine-tuning stage of ``dataset``/``fold``; returns its model dir."""
+    if stage not in params.finetune.stages:
+        raise UserError(f"stage {stage} is not in finetune.stages {params.finetune.stages}")
+    if dataset not in params.data.datasets:
+        raise UserError(f"{dataset} is not in data.datasets {params.data.datasets}")
+    cfg: StageConfig = getattr(params.finetune, stage)
+    info = init_distributed()
+    seed_everything(params.finetune.seed + info.rank)
+    target = task_of(dataset)
+    rows = training_rows(params, dataset, fold, stage)
+    tasks = {ds: task_of(ds) for ds in dict.fromkeys(rows["dataset"])}
+    train_set = ClipDataset(rows, "train", seed=params.finetune.seed,
+                            targets=[f"t_{n}" for n in target.names] if target.regression else ())
+    val_set = eval_dataset(params, split_rows(params, dataset, fold, "val"), target)
+
+    module = build_classifier(params, {ds: t.outputs for ds, t in tasks.items()},
+                              drop_path=cfg.drop_path).to(info.device)
+    origin = initialise(module, params, dataset, fold, stage)
+    if cfg.freeze_encoders:
+        freeze_encoders(module)
+    model: nn.Module = module
+    if info.world_size > 1:
+        model = nn.parallel.DistributedDataParallel(module)
+
+    sampler = ResumableDistributedSampler(train_set, seed=params.finetune.seed, drop_last=True)
+    batch = min(cfg.batch_size, sampler.num_samples)
+    loader = ResumableLoader(train_set, sampler=sampler, batch_size=batch,
+                             seed=params.finetune.seed, num_workers=params.finetune.num_workers,
+                             persistent_workers=params.finetune.num_workers > 0)
+    steps_per_epoch = max(1, sampler.num_samples // batch)
+    peak = scaled_lr(cfg.base_lr, batch * info.world_size)
+    optimizer = build_optimizer(module, lr=peak, weight_decay=cfg.weight_decay,
+                                betas=(0.9, 0.999), layer_id=module.layer_id,
+                                num_layers=module.num_layers, layer_decay=cfg.layer_decay)
+    schedule = WarmupCosineSchedule(optimizer, peak_lr=peak, min_lr=cfg.min_lr,
+                                    warmup_steps=round(cfg.warmup_epochs * steps_per_epoch),
+                                    total_steps=cfg.epochs * steps_per_epoch)
+    run_dir = Path(f"runs/finetune/{dataset}/fold{fold}/{stage}")
+    loop = Loop(model=model, module=module, loader=loader, sampler=sampler,
+                optimizer=optimizer, schedule=schedule,
+                precision=Precision.create(params.finetune.amp, info.device),
+                checkpoints=prepare_run_dir(run_dir, run_settings(params, dataset, fold, stage),
+                                            resume),
+                epochs=cfg.epochs, desc=f"{stage} {dataset} fold {fold}")
+    loop.resume(resume)
+    log.info("%s %s fold %d: %d training clips (%s), %d validation clips, from %s, lr %.3g",
+             stage, dataset, fold, len(train_set), ", ".join(tasks), len(val_set), origin, peak)
+
+    objective = Objective(params, cfg, tasks, info.rank)
+    best_path = run_dir / "best.safetensors"
+
+    def validate(epoch: int) -> dict[str, float]:
+        metrics = scalars(task_metrics(target, predict(
+            module, val_set, target, batch_size=params.eval.batch_size, device=info.device)))
+        score = metrics[target.selection_metric]
+        best = max((h[f"val_{target.selection_metric}"] for h in loop.history), default=None)
+        if best is None or score > best:
+            export_weights(module, best_path, metadata={"epoch": str(epoch)})
+        return {f"val_{k}": v for k, v in metrics.items()}
+
+    history = loop.fit(lambda b, e: {"loss": objective(model, b, e, info.device)}, validate)
+    if is_main_process():
+        _write_outputs(params, dataset, fold, stage, module, target, history, best_path)
+    cleanup_distributed()
+    return stage_model_dir(params, dataset, fold, stage)
+
+
+def _write_outputs(params: Params, dataset: str, fold: int, stage: str, module: nn.Module,
+                   target: Task, history: list[dict[str, float]], best_path: Path) -> None:
+    out = stage_model_dir(params, dataset, fold, stage)
+    key = f"val_{target.selection_metric}"
+    best = max(history, key=lambda h: h[key])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "best.safetensors").write_bytes(best_path.read_bytes())
+    export_weights(module, out / "last.safetensors", metadata={"epoch": str(len(history) - 1)})
+    selection = {
+        "stage": stage, "selection_metric": target.selection_metric,
+        "best_epoch": int(best["epoch"]), "epochs": len(history),
+        "val_best": {k.removeprefix("val_"): v for k, v in best.items() if k.startswith("val_")},
+        "val_last": {k.removeprefix("val_"): v for k, v in history[-1].items()
+                     if k.startswith("val_")},
+    }
+    atomic_write_text(Path(f"metrics/{dataset}/fold{fold}/{stage}.json"),
+                      json.dumps(selection, indent=2) + "\n")
+    curve = pd.DataFrame([{"epoch": h["epoch"], "train_loss": h["loss"], key: h[key]}
+                          for h in history])
+    atomic_write_text(Path(f"plots/finetune/{dataset}/fold{fold}/{stage}.csv"),
+                      curve.to_csv(index=False))
+    log.info("%s %s fold %d: best epoch %d (%s %.4f)", stage, dataset, fold, best["epoch"],
+             key, best[key])

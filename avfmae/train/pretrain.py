@@ -1,0 +1,190 @@
+"""The pretrain stage: self-supervised audio-visual masked autoencoding (SPEC §3, §6).
+
+Reads the unlabeled clips of every ``data.pretrain_pool`` dataset's clip store, trains the
+pretraining model of ``model.scale`` with dual masking, the reconstruction losses and the
+hierarchical contrastive loss, and writes:
+
+- ``models/pretrain/encoder.safetensors`` — encoders + fusion, what fine-tuning loads;
+- ``metrics/pretrain.json`` — first/last epoch losses, throughput;
+- ``plots/pretrain/`` — ``losses.csv`` (per step) and reconstruction pictures;
+- ``runs/pretrain/`` — resumable checkpoints (kept across reruns with the same settings).
+
+Runs as one process or under ``torchrun`` (DDP, gloo on CPU, NCCL on GPU).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from avfmae.config import Params
+from avfmae.data.clips import ClipDataset, load_store
+from avfmae.errors import UserError
+from avfmae.io import atomic_write_text
+from avfmae.masking import dual_masks
+from avfmae.models import AVFPretrain, create_model
+from avfmae.pipeline import PRETRAIN_ENCODER
+from avfmae.train.amp import Precision
+from avfmae.train.checkpoint import export_weights
+from avfmae.train.distributed import (
+    ResumableDistributedSampler,
+    ResumableLoader,
+    cleanup_distributed,
+    init_distributed,
+    is_main_process,
+)
+from avfmae.train.loop import Loop, prepare_run_dir
+from avfmae.train.losses import pretraining_losses
+from avfmae.train.optim import WarmupCosineSchedule, build_optimizer, scaled_lr
+from avfmae.train.seeding import make_generator, seed_everything
+
+log = logging.getLogger(__name__)
+
+RUN_DIR = Path("runs/pretrain")
+METRICS = Path("metrics/pretrain.json")
+PLOTS = Path("plots/pretrain")
+MASK_STREAM = 1  # key that separates mask randomness from augmentation randomness
+
+
+def pool_rows(params: Params) -> pd.DataFrame:
+    """Unlabeled clips of every pretraining-pool dataset's clip store."""
+    frames = []
+    for ds in params.data.pretrain_pool:
+        rows = load_store(Path(params.data.root) / "processed" / ds)
+        frames.append(rows[~rows["labeled"].astype(bool)])
+    rows = pd.concat(frames, ignore_index=True)
+    if rows.empty:
+        raise UserError(f"data.pretrain_pool {params.data.pretrain_pool} has no unlabeled clips; "
+                        "add a pool such as voxceleb2 or folder")
+    return rows
+
+
+def build_pretrain_model(params: Params) -> AVFPretrain:
+    """The pretraining model of ``model.scale`` with the masking's region partition."""
+    cfg = params.pretrain
+    partition = "rank" if params.model.reference_compatible or not cfg.window_masking \
+        else "window"
+    return create_model(params.model.scale, pretrain=True, partition=partition,
+                        reference_compatible=params.model.reference_compatible,
+                        contrastive_temperature=cfg.contrastive_temperature,
+                        **params.model.overrides)
+
+
+def sample_masks(params: Params, epoch: int, index: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Dual masks per sample, keyed by (seed, epoch, clip index): independent of batch
+    composition, world size and resuming."""
+    per_sample = [
+        dual_masks(1, params.pretrain,
+                   generator=make_generator(params.pretrain.seed, MASK_STREAM, epoch, int(i)))
+        for i in index
+    ]
+    return {k: torch.cat([m[k] for m in per_sample]) for k in per_sample[0]}
+
+
+def run_settings(params: Params) -> dict[str, Any]:
+    """What determines the result (not worker counts or checkpoint frequency)."""
+    cfg = dataclasses.asdict(params.pretrain)
+    for key in ("num_workers", "checkpoint_every_steps", "compile"):
+        cfg.pop(key)
+    stores = {ds: _file_digest(Path(params.data.root) / "processed" / ds / "manifest.csv")
+              for ds in params.data.pretrain_pool}
+    return {"model": dataclasses.asdict(params.model), "pretrain": cfg, "stores": stores}
+
+
+def _file_digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def pretrain(params: Params, resume: str = "auto") -> Path:
+    """Run (or resume) pretraining; returns the exported encoder path."""
+    cfg = params.pretrain
+    info = init_distributed()
+    seed_everything(cfg.seed + info.rank)
+    dataset = ClipDataset(pool_rows(params), "pretrain", seed=cfg.seed)
+    sampler = ResumableDistributedSampler(dataset, seed=cfg.seed, drop_last=True)
+    batch = min(cfg.batch_size, sampler.num_samples)
+    if batch < 1:
+        raise UserError(f"the pool has {len(dataset)} clips: too few for {info.world_size} "
+                        "processes")
+    loader = ResumableLoader(dataset, sampler=sampler, batch_size=batch, seed=cfg.seed,
+                             num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0)
+    module = build_pretrain_model(params).to(info.device)
+    model: nn.Module = module
+    if info.world_size > 1:
+        model = nn.parallel.DistributedDataParallel(module)
+    if cfg.compile:
+        model = torch.compile(model)
+    steps_per_epoch = sampler.num_samples // batch
+    peak = scaled_lr(cfg.base_lr, batch * info.world_size)
+    optimizer = build_optimizer(module, lr=peak, weight_decay=cfg.weight_decay,
+                                betas=tuple(cfg.betas))
+    schedule = WarmupCosineSchedule(
+        optimizer, peak_lr=peak, min_lr=cfg.min_lr,
+        warmup_steps=round(cfg.warmup_epochs * steps_per_epoch),
+        total_steps=cfg.epochs * steps_per_epoch)
+    loop = Loop(
+        model=model, module=module, loader=loader, sampler=sampler, optimizer=optimizer,
+        schedule=schedule, precision=Precision.create(cfg.amp, info.device),
+        checkpoints=prepare_run_dir(RUN_DIR, run_settings(params), resume),
+        epochs=cfg.epochs, clip_grad=cfg.clip_grad, every_steps=cfg.checkpoint_every_steps,
+        desc="pretrain")
+    loop.resume(resume)
+    log.info("pretraining %s (%.2fM params) on %d clips, %d steps/epoch, batch %d x %d, lr %.3g",
+             params.model.scale, sum(p.numel() for p in module.parameters()) / 1e6,
+             len(dataset), steps_per_epoch, batch, info.world_size, peak)
+
+    def step(batch: dict[str, Any], epoch: int) -> dict[str, torch.Tensor]:
+        masks = {k: v.to(info.device) for k, v in
+                 sample_masks(params, epoch, batch["index"]).items()}
+        video, audio = batch["video"].to(info.device), batch["audio"].to(info.device)
+        out = model(video, audio, masks["encoder_mask_video"], masks["encoder_mask_audio"],
+                    masks["decoder_mask_video"], masks["decoder_mask_audio"])
+        losses = pretraining_losses(
+            video, audio, masks, out.video_recon, out.audio_recon, out.video_embeddings,
+            out.audio_embeddings, contrastive_weight=cfg.contrastive_weight,
+            temperature=cfg.contrastive_temperature, gather_negatives=cfg.gather_negatives)
+        return {"loss": losses.pop("loss_total"), **losses}
+
+    started = time.perf_counter()
+    history = loop.fit(step)
+    elapsed = time.perf_counter() - started
+    if is_main_process():
+        export_weights(encoder_state(module), PRETRAIN_ENCODER,
+                       metadata={"scale": params.model.scale, "kind": "avfmae-pretrain"})
+        _write_outputs(params, module, dataset, history, loop.steps, elapsed)
+    cleanup_distributed()
+    return Path(PRETRAIN_ENCODER)
+
+
+def encoder_state(module: AVFPretrain) -> dict[str, torch.Tensor]:
+    """Encoders and fusion: what fine-tuning loads (the decoders are pretraining-only)."""
+    return {k: v for k, v in module.state_dict().items()
+            if not k.startswith(("video_decoder.", "audio_decoder."))}
+
+
+def _write_outputs(params: Params, module: AVFPretrain, dataset: ClipDataset,
+                   history: list[dict[str, float]], steps: list[dict[str, float]],
+                   elapsed: float) -> None:
+    from avfmae.train.visualize import save_reconstructions
+
+    PLOTS.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(steps).to_csv(PLOTS / "losses.csv", index=False)
+    save_reconstructions(params, module, dataset, PLOTS)
+    first, last = history[0], history[-1]
+    metrics = {
+        "epochs": len(history), "steps": len(steps), "clips": len(dataset),
+        "first_epoch": {k: v for k, v in first.items() if k != "epoch"},
+        "last_epoch": {k: v for k, v in last.items() if k != "epoch"},
+        "wall_s_this_run": round(elapsed, 1),
+    }
+    atomic_write_text(METRICS, json.dumps(metrics, indent=2) + "\n")

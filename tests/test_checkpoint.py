@@ -1,0 +1,190 @@
+"""Checkpoints: atomic writes, full state round trip, rotation, preemption and exact resume."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from avfmae.train import amp, checkpoint, distributed, mixup, optim
+from tiny_train import run_in_process
+
+HERE = Path(__file__).resolve().parent
+
+
+def make_state(seed: int = 0):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.Linear(8, 2))
+    opt = optim.build_optimizer(model, lr=0.1, weight_decay=0.05)
+    sched = optim.WarmupCosineSchedule(opt, peak_lr=0.1, min_lr=0.0, warmup_steps=2,
+                                       total_steps=10)
+    prec = amp.Precision.create("fp16", "cpu")
+    sampler = distributed.ResumableDistributedSampler(20, num_replicas=1, rank=0, seed=3)
+    return model, opt, sched, prec, sampler
+
+
+def train_steps(model, opt, sched, n):
+    for _ in range(n):
+        loss = model(torch.randn(3, 4)).pow(2).mean()
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        sched.step()
+
+
+def test_atomic_write_leaves_old_file_on_failure(tmp_path):
+    target = tmp_path / "x.bin"
+    checkpoint.atomic_write(target, lambda f: f.write(b"old"))
+
+    def broken(f):
+        f.write(b"partial")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        checkpoint.atomic_write(target, broken)
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.bin"]
+
+
+def test_full_state_round_trip_with_weights_only(tmp_path):
+    model, opt, sched, prec, sampler = make_state(0)
+    train_steps(model, opt, sched, 3)
+    sampler.set_epoch(2)
+    sampler.advance(7)
+    mix = mixup.MixupCutmix(3, seed=9)
+    mix(torch.randn(2, 3, 2, 8, 8), None, torch.tensor([0, 1]))
+    random.seed(1), np.random.seed(2), torch.manual_seed(3)
+    path = checkpoint.save_checkpoint(
+        tmp_path / "c.pt", model=model, optimizer=opt, scheduler=sched, scaler=prec,
+        sampler=sampler, step=3, epoch=2, rank_state={"mixup": mix.state_dict()},
+        extra={"config": {"lr": 0.1, "name": "x"}})
+    expect = (random.random(), np.random.rand(), torch.rand(1))
+    expect_mix = mix(torch.zeros(2, 3, 2, 8, 8), None, torch.tensor([0, 1]))[2]
+
+    raw = torch.load(path, weights_only=True)  # plain types and tensors only
+    assert raw["step"] == 3 and raw["epoch"] == 2
+
+    model2, opt2, sched2, prec2, sampler2 = make_state(1)
+    info = checkpoint.load_checkpoint(path, model=model2, optimizer=opt2, scheduler=sched2,
+                                      scaler=prec2, sampler=sampler2)
+    assert (random.random(), np.random.rand()) == expect[:2]
+    assert torch.equal(torch.rand(1), expect[2])
+    assert info["step"] == 3 and info["extra"] == {"config": {"lr": 0.1, "name": "x"}}
+    mix2 = mixup.MixupCutmix(3, seed=0)
+    mix2.load_state_dict(info["rank_state"]["mixup"])
+    assert torch.equal(mix2(torch.zeros(2, 3, 2, 8, 8), None, torch.tensor([0, 1]))[2],
+                       expect_mix)
+    for a, b in zip(model.state_dict().values(), model2.state_dict().values()):
+        assert torch.equal(a, b)
+    assert sched2.last_step == 3
+    assert (sampler2.epoch, sampler2.position) == (2, 7)
+    assert list(sampler2) == list(sampler)
+    assert prec2.scaler.get_scale() == prec.scaler.get_scale()
+    # identical continuation
+    torch.manual_seed(5)
+    train_steps(model, opt, sched, 2)
+    torch.manual_seed(5)
+    train_steps(model2, opt2, sched2, 2)
+    for a, b in zip(model.state_dict().values(), model2.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_manager_rotation_latest_and_resume(tmp_path):
+    model, opt, sched, prec, sampler = make_state()
+    mgr = checkpoint.CheckpointManager(tmp_path / "ck", every_steps=2, keep=2)
+    assert mgr.latest() is None and mgr.resume(model=model) is None
+    assert [s for s in range(7) if mgr.due(s)] == [2, 4, 6]
+    (tmp_path / "ck").mkdir()
+    (tmp_path / "ck" / ".checkpoint-000000099.pt.abc.tmp").write_bytes(b"junk")
+    for step in (2, 4, 6, 10):
+        mgr.save(step, model=model, epoch=0, optimizer=opt)
+    assert [p.name for p in mgr.checkpoints()] == ["checkpoint-000000006.pt",
+                                                   "checkpoint-000000010.pt"]
+    info = mgr.resume(model=model, optimizer=opt)
+    assert info["step"] == 10 and info["path"] == mgr.latest()
+
+
+def test_export_and_load_weights(tmp_path):
+    model = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 3))
+    model[1].weight = model[0].weight  # tied
+    path = checkpoint.export_weights(model, tmp_path / "w.safetensors", {"stage": "pretrain"})
+    state = checkpoint.load_weights(path)
+    assert set(state) == set(model.state_dict())
+    fresh = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 3))
+    fresh.load_state_dict(state)
+    assert torch.equal(fresh[1].weight, model[0].weight)
+
+
+def test_unwrap_model_through_compile_wrapper():
+    inner = nn.Linear(2, 2)
+
+    class Wrapped(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self._orig_mod = inner
+
+    assert checkpoint.unwrap_model(Wrapped()) is inner
+
+
+def test_preemption_flag_and_handler_restore():
+    before = signal.getsignal(signal.SIGUSR1)
+    with checkpoint.Preemption() as pre:
+        assert not pre.should_stop()
+        os.kill(os.getpid(), signal.SIGUSR1)
+        time.sleep(0.01)
+        assert pre.requested and pre.should_stop() and pre.received == signal.SIGUSR1
+    assert signal.getsignal(signal.SIGUSR1) == before
+
+
+FLAGS = ("--dropout", "0.1", "--global-rng")
+
+
+def start_child(out: Path, *args: str) -> subprocess.Popen:
+    cmd = [sys.executable, str(HERE / "tiny_train.py"), "--out", str(out), *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _progress(out: Path) -> int:
+    try:
+        return int((out / "progress").read_text() or 0)
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
+def test_sigterm_checkpoints_and_resume_is_bit_identical(tmp_path):
+    """A real child process gets SIGTERM mid-epoch, checkpoints, exits 75; the resumed run ends
+    with bit-identical weights and the same loss log as an uninterrupted run."""
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    proc = start_child(cut, *FLAGS, "--sleep", "0.2")
+    run_in_process(full, *FLAGS)  # the uninterrupted reference, meanwhile
+    deadline = time.time() + 90
+    while _progress(cut) < 8 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGTERM)
+    text = proc.communicate(timeout=60)[0].decode()
+    assert proc.returncode == checkpoint.EXIT_PREEMPTED, text
+    stopped = _progress(cut)
+    assert 8 <= stopped < 24  # 4 epochs × 6 steps
+    latest = checkpoint.CheckpointManager(cut / "ckpt").latest()
+    assert latest is not None and latest.name == f"checkpoint-{stopped:09d}.pt"
+    assert not (cut / "final.safetensors").exists()
+
+    run_in_process(cut, *FLAGS)  # resumes from the preemption checkpoint
+    a = checkpoint.load_weights(full / "final.safetensors")
+    b = checkpoint.load_weights(cut / "final.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    full_log = (full / "losses.jsonl").read_text().splitlines()
+    cut_log = (cut / "losses.jsonl").read_text().splitlines()
+    assert cut_log == full_log

@@ -1,0 +1,415 @@
+"""The index stage on every registry entry's fixture: labels, subjects, folds, splits."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from avfmae.config import DataConfig, Params
+from avfmae.data import download as dl
+from avfmae.data import registry
+from avfmae.data.download import download
+from avfmae.data.index import index, read_manifest, read_splits
+from avfmae.data.registry import DatasetError
+from fixtures.datasets import builders as fx
+
+
+def params(**data) -> Params:
+    base = {"root": "data", "licensed_root": "data/licensed"}
+    return dataclasses.replace(Params(), data=dataclasses.replace(DataConfig(), **{**base, **data}))
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """One working directory for the module: each dataset is downloaded and indexed once."""
+    mp = pytest.MonkeyPatch()
+    mp.chdir(tmp_path_factory.mktemp("shared"))
+    mp.setattr(dl, "BACKOFF_S", 0.01)
+    cache: dict[str, Indexed] = {}
+
+    def get(ds: str) -> Indexed:
+        if ds not in cache:
+            cache[ds] = prepare(ds, mp)
+        return cache[ds]
+
+    yield get
+    mp.undo()
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(dl, "BACKOFF_S", 0.01)
+    return tmp_path
+
+
+@dataclasses.dataclass
+class Indexed:
+    facts: dict
+    manifest: pd.DataFrame
+    splits: pd.DataFrame
+    summary: dict
+
+    def row(self, clip_id: str) -> pd.Series:
+        rows = self.manifest.loc[self.manifest["clip_id"] == clip_id]
+        assert len(rows) == 1, f"{clip_id} not in the manifest"
+        return rows.iloc[0]
+
+    def parts(self, clip_id: str) -> dict[int, str]:
+        s = self.splits.loc[self.splits["clip_id"] == clip_id]
+        return dict(zip(s["fold"], s["part"]))
+
+    def test_fold(self, clip_id: str) -> int:
+        folds = [k for k, p in self.parts(clip_id).items() if p == "test"]
+        assert len(folds) == 1
+        return folds[0]
+
+    def subjects(self, fold: int, part: str) -> set[str]:
+        ids = self.splits.loc[(self.splits["fold"] == fold) & (self.splits["part"] == part),
+                              "clip_id"]
+        return set(self.manifest.loc[self.manifest["clip_id"].isin(ids), "subject"])
+
+    def label(self, clip_id: str) -> str:
+        return self.summary["labels"][int(self.row(clip_id)["label"])]
+
+
+def prepare(ds: str, monkeypatch, p: Params | None = None) -> Indexed:
+    """Build the fixture of ``ds`` the way a user would get it, download, index, read back."""
+    p = p or params()
+    facts: dict = {}
+    if ds == "ravdess":
+        files, _ = fx.ravdess_remote()
+        with fx.FixtureServer(files) as srv:
+            download(ds, dataclasses.replace(p, data=dataclasses.replace(
+                p.data, mirrors={ds: srv.url})))
+    elif ds in ("cremad6", "cremad4"):
+        with fx.FixtureServer(fx.cremad_remote()) as srv:
+            download(ds, dataclasses.replace(p, data=dataclasses.replace(
+                p.data, mirrors={ds: srv.url})))
+    elif ds == "synthetic":
+        import avfmae.data.synthetic as synthetic
+
+        def fake_generate(cfg, out_dir, workers=0):
+            facts.update(fx.build_synthetic(Path(out_dir)))
+            return Path(out_dir)
+
+        monkeypatch.setattr(synthetic, "generate", fake_generate, raising=False)
+        download(ds, p)
+    else:
+        folder, build = fx.LICENSED_BUILDERS[ds]
+        root = Path(p.data.folder_path) if ds == "folder" and p.data.folder_path else \
+            Path(p.data.licensed_root) / folder
+        facts = build(root)
+        download(ds, p)
+    manifest_path, splits_path = index(ds, p)
+    assert manifest_path == Path(p.data.root) / "interim" / ds / "manifest.csv"
+    assert splits_path == Path(p.data.root) / "interim" / ds / "splits.csv"
+    summary = json.loads((manifest_path.parent / "index.json").read_text())
+    return Indexed(facts, read_manifest(manifest_path), read_splits(splits_path), summary)
+
+
+# ----------------------------------------------------------------------------------------------
+# Every entry
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ds", registry.names())
+def test_every_registry_entry_downloads_and_indexes_its_fixture(shared, ds):
+    spec = registry.get(ds)
+    ix = shared(ds)
+    m, s = ix.manifest, ix.splits
+    assert list(m.columns[:7]) == ["clip_id", "dataset", "video", "audio", "subject", "labeled",
+                                   "label"]
+    assert list(m.columns[7:]) == [f"t_{t}" for t in spec.targets]
+    assert m["clip_id"].is_unique and (m["dataset"] == ds).all()
+    for col in ("video", "audio"):
+        paths = [v for v in m[col] if v]
+        assert all(Path(v).is_file() for v in paths)
+        assert all(not Path(v).is_absolute() for v in paths)  # under the working directory
+    if spec.is_pool:
+        assert not m["labeled"].any() and s.empty and ix.summary["protocol"]["n_folds"] == 0
+        return
+    labeled = set(m.loc[m["labeled"], "clip_id"])
+    assert labeled and set(s["clip_id"]) <= labeled
+    n_folds = ix.summary["protocol"]["n_folds"]
+    assert sorted(s["fold"].unique()) == list(range(1, n_folds + 1))
+    if spec.protocol.n_folds:
+        assert n_folds == spec.protocol.n_folds
+    test = s.loc[s["part"] == "test", "clip_id"]
+    assert test.is_unique
+    if spec.protocol.cross_validation:
+        assert set(test) == labeled
+    assert not s.duplicated(["clip_id", "fold"]).any()
+    for k in range(1, n_folds + 1):
+        fk = s.loc[s["fold"] == k]
+        assert set(fk["part"]) == {"train", "val", "test"}
+        if spec.protocol.subject_independent:
+            tr, va, te = (ix.subjects(k, p) for p in ("train", "val", "test"))
+            assert not (tr & va) and not (tr & te) and not (va & te)
+    if spec.is_dimensional:
+        assert (m["label"] == -1).all()
+        assert np.isfinite(m.loc[m["labeled"], list(spec.target_columns)].to_numpy()).all()
+        assert m.loc[~m["labeled"], list(spec.target_columns)].isna().all().all()
+    else:
+        assert (m.loc[m["labeled"], "label"] >= 0).all()
+        assert (m.loc[~m["labeled"], "label"] == -1).all()
+        assert m["label"].max() < len(ix.summary["labels"])
+
+
+# ----------------------------------------------------------------------------------------------
+# Specific files
+# ----------------------------------------------------------------------------------------------
+
+
+def test_ravdess_names_labels_and_actor_folds(shared):
+    ix = shared("ravdess")
+    r = ix.row("01-01-06-01-02-01-12")
+    assert ix.label("01-01-06-01-02-01-12") == "fearful" and r["label"] == 5
+    assert r["subject"] == "Actor_12" and r["audio"] == ""
+    assert r["video"] == "data/raw/ravdess/Actor_12/01-01-06-01-02-01-12.mp4"
+    assert ix.test_fold("01-01-06-01-02-01-12") == 3
+    assert ix.subjects(3, "test") == {"Actor_09", "Actor_10", "Actor_11", "Actor_12"}
+    for k in range(1, 7):
+        assert ix.subjects(k, "test") == {f"Actor_{a:02d}" for a in range(4 * k - 3, 4 * k + 1)}
+        assert len(ix.subjects(k, "val")) == 4  # round(0.2 * 20 training actors)
+    assert not ix.manifest["clip_id"].str.startswith("02-").any()  # video-only files skipped
+    assert ix.summary["labels"][7] == "surprised"
+
+
+def test_cremad_actor_folds_and_broken_clips(shared):
+    ix = shared("cremad6")
+    sizes = [len(ix.subjects(k, "test")) for k in range(1, 6)]
+    assert sizes == [18, 18, 18, 18, 19]
+    assert ix.subjects(1, "test") == {str(a) for a in range(1001, 1019)}
+    assert ix.subjects(5, "test") == {str(a) for a in range(1073, 1092)}
+    assert "1076_MTI_SAD_XX" not in set(ix.manifest["clip_id"])
+    assert {"clip": "1076_MTI_SAD_XX", "reason": "known broken clip"} in ix.summary["excluded"]
+    r = ix.row("1001_IEO_ANG_XX")
+    assert ix.label("1001_IEO_ANG_XX") == "anger" and r["subject"] == "1001"
+    assert r["audio"] == "data/raw/cremad6/AudioWAV/1001_IEO_ANG_XX.wav"
+    assert r["video"].endswith("VideoFlash/1001_IEO_ANG_XX.flv")
+
+
+def test_cremad4_keeps_other_emotions_unlabeled(shared):
+    ix = shared("cremad4")
+    assert ix.summary["labels"] == ["anger", "happiness", "neutral", "sadness"]
+    dis = ix.row("1002_IWL_DIS_HI")
+    assert not dis["labeled"] and dis["label"] == -1 and not ix.parts("1002_IWL_DIS_HI")
+    assert ix.label("1006_TSI_SAD_HI") == "sadness"
+
+
+def test_mafw_official_folds(shared):
+    ix = shared("mafw11")
+    assert ix.label("00003") == "fear" and ix.test_fold("00003") == 3
+    assert ix.label("00005") == "neutral" and ix.test_fold("00005") == 5
+    assert ix.row("00003")["subject"] == "" and ix.row("00003")["audio"] == ""
+    assert not ix.row("00011")["labeled"]
+    # clip-level validation carved from the official training list, never from the test list
+    for k in range(1, 6):
+        parts = ix.splits.loc[ix.splits["fold"] == k]
+        assert len(parts.loc[parts["part"] == "val"]) >= 1
+        assert set(parts.loc[parts["part"] != "test", "clip_id"]) == \
+            {f"{i:05d}" for i, f in ix.facts["fold"].items() if f != k}
+
+
+def test_mafw43_reads_compound_labels(shared):
+    ix = shared("mafw43")
+    assert ix.summary["labels"] == ["anger_sadness", "fear_surprise", "happiness_surprise"]
+    assert ix.label("00003") == "anger_sadness"
+
+
+def test_dfew_labels_are_one_based(shared):
+    ix = shared("dfew")
+    assert ix.label("00007") == "fear" and ix.test_fold("00007") == 2
+    assert ix.label("00001") == "happy"
+    assert not ix.row("00012")["labeled"]
+
+
+def test_mer2023_train_and_test1(shared):
+    ix = shared("mer2023")
+    assert ix.summary["protocol"]["n_folds"] == 1
+    s = ix.splits
+    assert set(s.loc[s["part"] == "test", "clip_id"]) == set(ix.facts["test1"])
+    assert set(s.loc[s["part"] != "test", "clip_id"]) == set(ix.facts["train"])
+    assert ix.label("sample_00000101") == ix.facts["test1"]["sample_00000101"]
+    assert not ix.row("sample_00009001")["labeled"]  # test3 (MER-SEMI) clips are unlabeled
+
+
+def test_mer2024_stratified_folds_and_pool(shared):
+    ix = shared("mer2024")
+    test = ix.splits.loc[ix.splits["part"] == "test"]
+    assert test.groupby("fold").size().tolist() == [3, 3, 3, 3, 3]
+    assert not ix.row("sample_00100001")["labeled"]
+    _, again = index("mer2024", params())  # indexing again gives the same splits
+    pd.testing.assert_frame_equal(ix.splits, read_splits(again))
+
+
+def test_msp_improv_sessions(shared):
+    ix = shared("msp_improv")
+    name = "MSP-IMPROV-S09A-F03-P-FM03"
+    fact = ix.facts[name]
+    r = ix.row(name)
+    assert r["subject"] == "F03" and ix.test_fold(name) == 3
+    assert r["audio"].endswith(f"Audio/session3/S09A/P/{name}.wav")
+    assert ix.label(name) == {"A": "anger", "H": "happiness", "N": "neutral",
+                              "S": "sadness"}[fact["letter"]]
+    other = next(n for n, f in ix.facts.items() if f["letter"] == "O")
+    assert not ix.row(other)["labeled"]
+    assert ix.subjects(3, "test") == {"F03", "M03"}
+
+
+def test_iemocap_utterances_are_cut_from_dialogs(shared):
+    import cv2
+
+    ix = shared("iemocap")
+    r = ix.row("Ses02F_impro01_M000")
+    assert ix.label("Ses02F_impro01_M000") == "happiness"  # exc merged into happiness
+    assert r["subject"] == "Ses02M" and ix.test_fold("Ses02F_impro01_M000") == 2
+    assert r["video"] == "data/interim/iemocap/media/Ses02F_impro01_M000.mp4"
+    assert r["audio"].endswith("Session2/sentences/wav/Ses02F_impro01/Ses02F_impro01_M000.wav")
+    cap = cv2.VideoCapture(r["video"])
+    n = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+    cap.release()
+    assert 6 <= n <= 10  # 0.8 s at 10 fps
+    assert "Ses01F_impro01_F001" not in set(ix.manifest["clip_id"])  # fru: not in the 4 classes
+    assert ix.subjects(1, "test") == {"Ses01F", "Ses01M"}
+
+
+def test_avcaffe_and_werewolf_targets(shared):
+    ix = shared("avcaffe")
+    r = ix.row("aiim002_task_1_2")
+    assert (r["t_arousal"], r["t_valence"], r["subject"]) == (4.0, 3.0, "aiim002")
+    assert r["label"] == -1
+    assert not ix.row("aiim001_task_9_0")["labeled"]
+    ix = shared("werewolf_xl")
+    r = ix.row("game01_p03_001")
+    assert r["subject"] == "player03" and r["t_dominance"] == pytest.approx(0.2)
+    assert np.isnan(ix.row("game01_p99_000")["t_arousal"])
+
+
+def _frames_and_audio(path: str) -> tuple[int, bool]:
+    import cv2
+
+    cap = cv2.VideoCapture(path)
+    n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    cap.release()
+    probe = subprocess.run(["ffmpeg", "-hide_banner", "-i", path], capture_output=True, text=True)
+    return n, "Audio:" in probe.stderr
+
+
+def test_samm_onset_to_offset_clips(shared):
+    ix = shared("samm")
+    assert ix.summary["protocol"]["n_folds"] == 3  # leave one of 3 subjects out
+    r = ix.row("006_1_2")
+    assert r["subject"] == "006" and ix.label("006_1_2") == "anger"
+    assert _frames_and_audio(r["video"]) == (8, True)  # onset..offset, silent audio track
+    assert not ix.row("008_2_3")["labeled"]  # Disgust: outside the 5 classes
+    assert ix.subjects(2, "test") == {"007"}
+
+
+def test_casme2_disambiguates_subjects_and_open_offsets(shared):
+    ix = shared("casme2")
+    for (subj, fname), fact in ix.facts.items():
+        cid = f"{subj}_{fname}"
+        r = ix.row(cid)
+        assert r["subject"] == subj
+        assert _frames_and_audio(r["video"])[0] == fact["frames"]
+        if fact["emotion"] in registry.get("casme2").labels:
+            assert ix.label(cid) == fact["emotion"]
+        else:
+            assert not r["labeled"]
+
+
+def test_smic_casme3_mmew(shared):
+    ix = shared("smic")
+    assert ix.label("s2_po_01") == "positive" and ix.row("s2_po_01")["subject"] == "s2"
+    ix = shared("casme3")
+    r = ix.row("spNO.2_a")
+    assert r["subject"] == "spNO.2" and ix.label("spNO.2_a") == "surprise"
+    assert _frames_and_audio(r["video"])[0] == 6
+    ix = shared("mmew")
+    assert ix.row("S01_happiness_S01_1")["subject"] == "S01"
+    assert ix.label("S01_happiness_S01_1") == "happiness"
+
+
+def test_pools(workdir, monkeypatch):
+    ix = prepare("voxceleb2", monkeypatch)
+    assert list(ix.manifest["clip_id"]) == ix.facts["ids"]
+    assert ix.row("id00015_0fijmz4vTVU_00001")["subject"] == "id00015"
+    ix = prepare("avspeech", monkeypatch)
+    assert sorted(ix.manifest["clip_id"]) == sorted(ix.facts["ids"])
+    ix = prepare("folder", monkeypatch, params(folder_path=str(workdir.parent / "vids")))
+    assert sorted(ix.manifest["clip_id"]) == sorted(ix.facts["ids"])
+    assert Path(ix.manifest["video"][0]).is_absolute()  # outside the working directory
+
+
+def test_synthetic_labels_targets_and_speaker_folds(shared):
+    ix = shared("synthetic")
+    r = ix.row("01-01-08-01-01-01-03")
+    assert ix.label("01-01-08-01-01-01-03") == "surprised" and r["label"] == 5
+    assert (r["t_valence"], r["t_arousal"]) == (0.2, 0.8)
+    assert r["subject"] == "Actor_03"
+    pool = ix.row("01-01-00-01-01-01-07")
+    assert not pool["labeled"] and np.isnan(pool["t_valence"]) and not ix.parts(pool["clip_id"])
+    assert [ix.subjects(k, "test") for k in (1, 2, 3)] == [
+        {"Actor_01", "Actor_02"}, {"Actor_03", "Actor_04"}, {"Actor_05", "Actor_06"}]
+    for k in (1, 2, 3):
+        assert len(ix.subjects(k, "val")) == 1  # round(0.2 * 4) training actors
+    assert ix.summary["per_label"] == {n: 6 for n in ix.summary["labels"]}
+
+
+# ----------------------------------------------------------------------------------------------
+# Stage behaviour
+# ----------------------------------------------------------------------------------------------
+
+
+def test_index_before_download_is_a_clear_error(workdir):
+    with pytest.raises(DatasetError, match=r"run `avfmae download ravdess` first"):
+        index("ravdess", params())
+
+
+def test_val_fraction_changes_validation_only(workdir, monkeypatch):
+    a = prepare("synthetic", monkeypatch, params(val_fraction=0.5)).splits
+    assert [len(set(a.loc[(a["fold"] == k) & (a["part"] == "val"), "clip_id"])) // 6
+            for k in (1, 2, 3)] == [2, 2, 2]
+    b = read_splits(index("synthetic", params())[1])
+    assert set(a.loc[a["part"] == "test", "clip_id"]) == set(b.loc[b["part"] == "test", "clip_id"])
+    assert (a["part"] == "val").sum() > (b["part"] == "val").sum()
+
+
+def test_interrupted_index_leaves_the_previous_output(workdir, monkeypatch):
+    prepare("mafw11", monkeypatch)
+    out = Path("data/interim/mafw11")
+    before = (out / "manifest.csv").read_text()
+    import avfmae.data.index as ix_mod
+
+    real = ix_mod._write_csv
+
+    def crash(df, path):
+        if path.name == "splits.csv":
+            raise KeyboardInterrupt
+        real(df, path)
+
+    monkeypatch.setattr(ix_mod, "_write_csv", crash)
+    with pytest.raises(KeyboardInterrupt):
+        index("mafw11", params())
+    assert (out / "manifest.csv").read_text() == before and (out / "splits.csv").is_file()
+    monkeypatch.setattr(ix_mod, "_write_csv", real)
+    index("mafw11", params())
+    assert not Path("data/interim/.mafw11.tmp").exists()
+
+
+def test_malformed_annotations_fail_with_the_file_named(workdir):
+    fx.build_dfew(Path("data/licensed/dfew"))
+    bad = Path("data/licensed/dfew/EmoLabel_DataSplit/test(single-labeled)/set_2.csv")
+    bad.write_text("video_name,label\n2,9\n")
+    download("dfew", params())
+    with pytest.raises(DatasetError, match=r"set_2.csv \(test, set_2\): clip 00002 has label 9"):
+        index("dfew", params())
+    assert not Path("data/interim/dfew").exists()

@@ -1,0 +1,96 @@
+"""The dataset registry: every benchmark of the paper, pools and synthetic, each complete."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from avfmae.config import DataConfig, Params
+from avfmae.data import registry
+from avfmae.data.parsers import load_parser
+from avfmae.data.registry import DatasetError
+
+EXPECTED = ["mafw11", "mafw43", "dfew", "mer2023", "mer2024", "cremad6", "cremad4", "msp_improv",
+            "ravdess", "iemocap", "avcaffe", "werewolf_xl", "samm", "casme2", "smic", "casme3",
+            "mmew", "voxceleb2", "avspeech", "folder", "synthetic"]
+
+
+def test_registry_names():
+    assert registry.names() == EXPECTED
+    assert registry.pool_names() == ["voxceleb2", "avspeech", "folder"]
+    assert len([n for n in registry.labeled_names() if n != "synthetic"]) == 17  # SPEC §8.3
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_each_entry_is_complete(name):
+    s = registry.get(name)
+    assert s.name == name == name.lower()
+    assert callable(load_parser(s.parser))
+    src = s.source
+    assert src.kind in ("public", "licensed", "user", "generated") and src.obtain and src.expect
+    if src.kind == "licensed":
+        assert src.provider and src.url.startswith("http") and src.dir_name
+    if src.kind == "public":
+        assert src.fetcher in ("zenodo", "git_lfs") and src.files and src.base_urls
+    if s.is_pool:
+        assert s.protocol.kind == "none" and not s.labels and not s.metrics
+        return
+    assert s.metrics and s.protocol.description
+    if s.family == "DEA":
+        assert s.targets and not s.labels
+    else:
+        assert s.num_classes >= 2
+        assert len(set(s.labels)) == len(s.labels)
+    if s.family == "MER":
+        assert s.protocol.kind == "loso" and not s.has_audio and "uf1" in s.metrics
+    if s.protocol.kind in ("subject_blocks", "groups", "official"):
+        assert s.protocol.n_folds
+
+
+def test_protocols_of_the_paper():
+    g = registry.get
+    assert (g("mafw11").protocol.n_folds, g("mafw11").num_classes) == (5, 11)
+    assert (g("mafw43").protocol.n_folds, g("mafw43").num_classes) == (5, 43)
+    assert (g("dfew").protocol.n_folds, g("dfew").num_classes) == (5, 7)
+    assert g("cremad6").labels == ("anger", "disgust", "fear", "happiness", "neutral", "sadness")
+    assert g("cremad4").num_classes == 4 and g("cremad6").expected_clips == 7438
+    assert (g("ravdess").protocol.n_folds, g("ravdess").num_classes) == (6, 8)
+    assert g("msp_improv").protocol.n_folds == 6 and g("iemocap").protocol.n_folds == 5
+    assert g("werewolf_xl").targets == ("arousal", "valence", "dominance")
+    assert g("werewolf_xl").target_columns == ("t_arousal", "t_valence", "t_dominance")
+    assert g("mer2024").labels == ("worried", "happy", "neutral", "angry", "surprise", "sad")
+    assert g("synthetic").protocol.n_folds == 3 and g("synthetic").targets == ("valence",
+                                                                                "arousal")
+
+
+def test_synthetic_labels_follow_the_generator_class_table():
+    from avfmae.data.synthetic.classes import CLASSES
+
+    assert registry.get("synthetic").labels == tuple(
+        c.name for c in sorted(CLASSES, key=lambda c: c.code))
+
+
+def test_unknown_name_lists_the_registry():
+    with pytest.raises(DatasetError, match="unknown dataset 'ravdes'; registry names are: mafw11"):
+        registry.get("ravdes")
+
+
+def test_paths_follow_the_contract():
+    p = dataclasses.replace(Params(), data=dataclasses.replace(
+        DataConfig(), root="d", licensed_root="lic", folder_path=""))
+    assert registry.raw_dir("ravdess", p) == Path("d/raw/ravdess")
+    assert registry.interim_dir("ravdess", p) == Path("d/interim/ravdess")
+    assert registry.media_root("ravdess", p) == Path("d/raw/ravdess")
+    assert registry.media_root("mafw43", p) == Path("lic/mafw")
+    assert registry.media_root("folder", p) == Path("lic/folder")
+    p2 = dataclasses.replace(p, data=dataclasses.replace(p.data, folder_path="/videos"))
+    assert registry.media_root("folder", p2) == Path("/videos")
+
+
+def test_describe_all_lists_every_entry():
+    text = registry.describe_all()
+    for name in EXPECTED:
+        assert f"\n{name}: " in f"\n{text}"
+    assert "obtain: sign the MAFW End User License Agreement" in text
