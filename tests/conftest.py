@@ -38,3 +38,73 @@ def write_params(tmp_path: Path):
         return path
 
     return write
+
+
+MICRO = {
+    "data.folds": [1],
+    "data.synthetic.n_speakers": 6,
+    "data.synthetic.n_pool_speakers": 2,
+    "data.synthetic.clips_per_class": 1,
+    "data.synthetic.pool_clips_per_speaker": 3,
+    "data.synthetic.duration_s": 2.0,
+    "pretrain.epochs": 2,
+    "pretrain.batch_size": 4,
+    "pretrain.num_workers": 0,
+    "finetune.num_workers": 0,
+    "finetune.s1.epochs": 1,
+    "finetune.s2.epochs": 1,
+    "finetune.s3.epochs": 1,
+    "finetune.s1.batch_size": 4,
+    "finetune.s2.batch_size": 4,
+    "finetune.s3.batch_size": 4,
+    "eval.num_windows": 1,
+}
+
+
+def edit_params(path: Path, changes: dict[str, object]) -> None:
+    """Change dotted keys of a params file in place."""
+    raw = yaml.safe_load(path.read_text())
+    for dotted, value in changes.items():
+        *parents, leaf = dotted.split(".")
+        node = raw
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+@pytest.fixture(scope="session")
+def micro_store(tmp_path_factory) -> Path:
+    """A work folder with micro params and the synthetic data generated, indexed and
+    preprocessed through the real stages (built once per session; copy it before writing)."""
+    import os
+
+    from avfmae.config import load_params
+    from avfmae.data.download import download
+    from avfmae.data.index import index
+    from avfmae.preprocess import preprocess
+
+    work = tmp_path_factory.mktemp("micro")
+    (work / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    edit_params(work / "params.yaml", MICRO)
+    cwd = os.getcwd()
+    os.chdir(work)
+    try:
+        params = load_params()
+        download("synthetic", params)
+        index("synthetic", params)
+        preprocess("synthetic", params)
+    finally:
+        os.chdir(cwd)
+    return work
+
+
+@pytest.fixture
+def micro_work(micro_store: Path, tmp_path: Path, monkeypatch) -> Path:
+    """A private copy of :func:`micro_store`, made the current directory."""
+    import shutil
+
+    work = tmp_path / "work"
+    shutil.copytree(micro_store, work, symlinks=True)
+    monkeypatch.chdir(work)
+    return work

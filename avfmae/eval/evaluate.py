@@ -201,7 +201,7 @@ def _write_results(params: Params, dataset: str, fold: int, task: Task, stage: s
     import io
 
     buf = io.BytesIO()
-    np.savez(buf, clip_id=clip_ids, **{f"{w}_{k}": v for w, p in preds.items()
+    np.savez(buf, clip_id=clip_ids.astype(str), **{f"{w}_{k}": v for w, p in preds.items()
                                        for k, v in p.items()})
     atomic_write_bytes(Path(f"predictions/{dataset}/fold{fold}.npz"), buf.getvalue())
     log.info("%s fold %d test (selected epoch %s of %s): %s", dataset, fold,

@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -66,16 +66,18 @@ def _gray(frames: np.ndarray) -> list[np.ndarray]:
     return [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
 
 
-def process_clip(job: ClipJob, s: Settings, parent_pid: int | None = None) -> ClipResult:
+def process_clip(
+    job: ClipJob, s: Settings, alive: Callable[[], bool] | None = None
+) -> ClipResult:
     """Process one clip; never raises for bad media (returns a reject), only for real bugs.
 
-    ``parent_pid``: when given and the parent process has died (the stage was killed), the
-    outputs are discarded instead of being renamed into place.
+    ``alive``: when given and it returns False once the clip is encoded (the stage was
+    killed), the outputs are discarded instead of being renamed into place.
     """
     t = {"start": time.process_time()}  # CPU seconds of this worker (one thread)
     tmp_face, tmp_wav = _tmp(job.face_out), _tmp(job.wav_out)
     try:
-        return _process(job, s, t, tmp_face, tmp_wav, parent_pid)
+        return _process(job, s, t, tmp_face, tmp_wav, alive)
     except MediaError as err:
         return ClipResult(job.clip_id, False, err.reason, str(err))
     finally:
@@ -91,7 +93,8 @@ def _lap(t: dict[str, float], name: str) -> None:
 
 
 def _process(
-    job: ClipJob, s: Settings, t: dict, tmp_face: str, tmp_wav: str, parent_pid: int | None
+    job: ClipJob, s: Settings, t: dict, tmp_face: str, tmp_wav: str,
+    alive: Callable[[], bool] | None,
 ) -> ClipResult:
     dec, info = open_video(job.video)
     times = frame_times(info, s.fps)
@@ -151,7 +154,7 @@ def _process(
     t["decode"], t["crop"] = t_dec, t_crop
     write_wav(tmp_wav, audio, s.sample_rate)
 
-    if parent_pid is not None and os.getppid() != parent_pid:
+    if alive is not None and not alive():
         raise MediaError("orphaned", "the stage process died; outputs discarded")
     os.replace(tmp_face, job.face_out)
     os.replace(tmp_wav, job.wav_out)

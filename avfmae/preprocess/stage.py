@@ -21,7 +21,6 @@ manifest only new or changed clips are processed.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import ctypes
 import fcntl
 import hashlib
 import json
@@ -29,10 +28,8 @@ import logging
 import multiprocessing as mp
 import os
 import shutil
-import signal
 import sys
 import time
-import traceback
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,9 +41,10 @@ from tqdm import tqdm
 from avfmae.config import Params, PreprocessConfig
 from avfmae.errors import UserError
 
-from .clip import ClipJob, ClipResult, process_clip
+from .clip import ClipJob, ClipResult
 from .schema import INPUT, PROCESSED, REJECTS, validate
 from .settings import Settings, fingerprint
+from .worker import WORKER_MODULES, guarded, init_worker, one_thread, run_job, stage_identity
 
 __all__ = ["preprocess", "preprocess_manifest", "PreprocessError", "worker_count"]
 
@@ -141,48 +139,6 @@ def _stage_log(path: Path) -> Iterator[None]:
 
 
 # ----------------------------------------------------------------------------------------------
-# the workers
-# ----------------------------------------------------------------------------------------------
-
-_SETTINGS: Settings | None = None
-_PARENT: int | None = None
-
-
-def _init_worker(settings: Settings, parent: int) -> None:
-    global _SETTINGS, _PARENT
-    _SETTINGS, _PARENT = settings, parent
-    try:  # die with the stage process (a killed stage must not leave workers writing)
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:  # pragma: no cover - not glibc
-        pass
-    if os.getppid() != parent:
-        os._exit(1)
-    _one_thread()
-
-
-def _one_thread() -> None:
-    import cv2
-    import torch
-
-    cv2.setNumThreads(1)
-    torch.set_num_threads(1)
-
-
-def _run_job(job: ClipJob) -> ClipResult:
-    assert _SETTINGS is not None
-    return _guarded(job, _SETTINGS, _PARENT)
-
-
-def _guarded(job: ClipJob, settings: Settings, parent: int | None) -> ClipResult:
-    try:
-        return process_clip(job, settings, parent)
-    except Exception as err:  # a bug, not bad media: reject the clip, keep the trace for the log
-        res = ClipResult(job.clip_id, False, "error", f"{type(err).__name__}: {err}"[:300])
-        res.timing = {"traceback": traceback.format_exc()}  # type: ignore[dict-item]
-        return res
-
-
-# ----------------------------------------------------------------------------------------------
 # the stage
 # ----------------------------------------------------------------------------------------------
 
@@ -201,9 +157,15 @@ def _read_manifest(path: Path) -> pd.DataFrame:
     return df
 
 
-def _discard(out: Path, keep_log: bool = True) -> None:
-    for name in ("faces", "audio", ".work"):
+def _discard(out: Path) -> None:
+    """Remove every output and all partial work (the log and the held lock file stay)."""
+    for name in ("faces", "audio"):
         shutil.rmtree(out / name, ignore_errors=True)
+    work = out / ".work"
+    if work.is_dir():
+        for f in work.iterdir():
+            if f.name != "lock":
+                shutil.rmtree(f) if f.is_dir() else f.unlink()
     for name in ("manifest.csv", "rejects.csv", "fingerprint.json"):
         (out / name).unlink(missing_ok=True)
 
@@ -284,6 +246,7 @@ def preprocess_manifest(
         final
         and final.get("fingerprint") == fp
         and final.get("inputs", {}).get("sha256") == in_sha
+        and final.get("policy", {}).get("max_reject_fraction") == cfg.max_reject_fraction
         and (out / "manifest.csv").is_file()
         and not (out / ".work").exists()
     ):
@@ -379,17 +342,19 @@ def _run(
 def _execute(todo: list[ClipJob], settings: Settings, n_workers: int):
     """Yield ``(job, result)`` as clips finish; inline for one worker, else a process pool."""
     if n_workers <= 1:
-        _one_thread()
+        one_thread()
         for job in todo:
-            yield job, _guarded(job, settings, None)
+            yield job, guarded(job, settings)
         return
     crashes: Counter[str] = Counter()
     queue = list(reversed(todo))
-    parent = os.getpid()
     while queue:
-        ctx = mp.get_context("spawn")
+        # forkserver: one clean process imports the worker modules once, workers fork from it
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(WORKER_MODULES)
         pool = cf.ProcessPoolExecutor(
-            n_workers, mp_context=ctx, initializer=_init_worker, initargs=(settings, parent)
+            n_workers, mp_context=ctx, initializer=init_worker,
+            initargs=(settings, *stage_identity()),
         )
         pending: dict[cf.Future, ClipJob] = {}
         broken = False
@@ -397,7 +362,7 @@ def _execute(todo: list[ClipJob], settings: Settings, n_workers: int):
             while queue or pending:
                 while queue and len(pending) < 2 * n_workers:
                     job = queue.pop()
-                    pending[pool.submit(_run_job, job)] = job
+                    pending[pool.submit(run_job, job)] = job
                 finished, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
                 for fut in finished:
                     job = pending.pop(fut)
@@ -465,6 +430,14 @@ def _finish(
             f"fix those inputs or raise preprocess.max_reject_fraction."
         )
         log.error(msg)
+        # keep every record for the next run, and leave nothing that looks complete
+        (out / ".work").mkdir(exist_ok=True)
+        _atomic_write(
+            out / ".work" / "done.jsonl",
+            "".join(json.dumps(records[c], sort_keys=True) + "\n" for c in order),
+        )
+        (out / "fingerprint.json").unlink(missing_ok=True)
+        (out / "manifest.csv").unlink(missing_ok=True)
         raise PreprocessError(msg)
 
     src = df.set_index("clip_id").loc[ok_ids].reset_index()

@@ -48,11 +48,11 @@ def draw_face(img: np.ndarray, cx: float, cy: float, width: float, roll_deg: flo
         x = cx + sx * ex
         cv2.ellipse(layer, p(x, ey - 0.09 * h), p(0.13 * s, 0.03 * s), 0, 180, 360, (70, 50, 40),
                     lw, cv2.LINE_AA)
-        cv2.ellipse(layer, p(x, ey), p(0.12 * s, 0.06 * s), 0, 0, 360, (170, 130, 110), -1,
+        cv2.ellipse(layer, p(x, ey), p(0.13 * s, 0.075 * s), 0, 0, 360, (150, 110, 95), -1,
                     cv2.LINE_AA)
-        cv2.ellipse(layer, p(x, ey), p(0.09 * s, 0.04 * s), 0, 0, 360, (245, 245, 245), -1,
+        cv2.ellipse(layer, p(x, ey), p(0.095 * s, 0.05 * s), 0, 0, 360, (245, 245, 245), -1,
                     cv2.LINE_AA)
-        cv2.circle(layer, p(x, ey), max(1, int(0.035 * s)), (30, 30, 30), -1, cv2.LINE_AA)
+        cv2.circle(layer, p(x, ey), max(1, int(0.045 * s)), (30, 30, 30), -1, cv2.LINE_AA)
     nose = np.array([p(cx, ey + 0.02 * h), p(cx - 0.07 * s, cy + 0.12 * h),
                      p(cx + 0.07 * s, cy + 0.12 * h)], np.int32)
     cv2.polylines(layer, [nose], False, (160, 120, 100), max(1, int(0.02 * s)), cv2.LINE_AA)

@@ -15,7 +15,7 @@ from .classes import (
     class_table,
     video_only_pairs,
 )
-from .generate import GENERATOR_VERSION, MANIFEST, ClipSpec, clip_name, generate, manifest, plan
+from .dataset import GENERATOR_VERSION, MANIFEST, ClipSpec, clip_name, generate, manifest, plan
 
 __all__ = [
     "CLASSES",

@@ -96,7 +96,7 @@ FACE_PATTERNS: dict[str, FacePattern] = {
             "smile: mouth corners up and wider, teeth shown, raised cheeks with nasolabial "
             "folds, slightly narrowed eyes, brows a little up, head tilts sideways",
             mouth_curve=0.13, mouth_width=1.25, mouth_open=0.07, brow_raise=0.03, brow_knit=0.0,
-            eye_open=0.7, cheek=1.0, head_pitch=-0.02, head_roll=4.0, sway=0.6,
+            eye_open=0.78, cheek=1.0, head_pitch=-0.02, head_roll=4.0, sway=0.6,
         ),
         FacePattern(
             "frown",

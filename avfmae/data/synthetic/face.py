@@ -152,7 +152,7 @@ class FaceRenderer:
             delta[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
         del self._cheek_delta
         self.lcx, self.lcy = self.cx - self.ox, self.cy - self.oy
-        self.brow_colour = _rgba(np.minimum(np.asarray(ident.hair) * 0.55, 70.0) + 5.0)
+        self.brow_colour = _rgba(np.minimum(np.asarray(ident.hair) * 0.5, 55.0) + 5.0)
         self.skin = np.asarray(ident.skin, dtype=np.float32)
 
     # ------------------------------------------------------------------ static layers
@@ -254,8 +254,9 @@ class FaceRenderer:
         self._cheek_delta = self.skin_of(ident) * (raise_ * face)[..., None]
 
         # hair over the forehead and temples
-        hairline = ident.hairline * (0.45 if style == "receding" else 1.0)
-        v_line = -1.0 + 2.0 * hairline + 0.5 * u**2
+        brows = ident.eye_y - ident.brow_gap + ident.brow_offset
+        hairline = brows - ident.forehead * (1.3 if style == "receding" else 1.0)
+        v_line = np.minimum(hairline, -0.55) + 0.5 * u**2
         rh = np.sqrt((u / 1.07) ** 2 + ((v + 0.03) / 1.08) ** 2)
         top = np.clip((1 - rh) * px, 0, 1) * np.clip((v_line - v) * self.b / 1.5, 0, 1)
         _over(rgb, alpha, hair, top)

@@ -53,7 +53,7 @@ class Identity:
     background_texture: float
     clothes: tuple[float, float, float]
     hair_style: str
-    hairline: float  # share of the face height the hair covers from the top
+    forehead: float  # brow-to-hairline height in face half-heights (keeps the brows clear)
     light: tuple[float, float]  # horizontal / vertical light direction
     # --- features (face units; vertical offsets in face half-heights)
     eye_x: float
@@ -122,7 +122,7 @@ def sample_identity(seed: int, actor: int) -> Identity:
         background_texture=float(rng.uniform(0.03, 0.12)),
         clothes=tuple(float(c) for c in rng.uniform(20, 220, 3)),
         hair_style=HAIR_STYLES[int(rng.integers(len(HAIR_STYLES)))],
-        hairline=float(rng.uniform(0.14, 0.24)),
+        forehead=float(rng.uniform(0.3, 0.45)),
         light=(float(rng.uniform(-0.45, 0.45)), float(rng.uniform(-0.5, -0.2))),
         eye_x=float(rng.uniform(0.36, 0.42)),
         eye_y=float(rng.uniform(-0.16, -0.08)),
