@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -98,6 +100,32 @@ def _add_resume(p: argparse.ArgumentParser) -> None:
         help="'auto' continues from the latest checkpoint of this run when its settings match "
              "(default), 'never' starts over, or a checkpoint path",
     )
+    _add_nproc(p)
+
+
+def _add_nproc(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--nproc", type=int, default=1, metavar="N",
+        help="processes (one per GPU) to run under torchrun DDP; 0 or 1 = this process only",
+    )
+
+
+def _relaunch_under_torchrun(args: argparse.Namespace, argv: Sequence[str]) -> int | None:
+    """Run this same command as ``torchrun --nproc_per_node N`` when ``--nproc N`` > 1."""
+    if getattr(args, "nproc", 1) <= 1 or "LOCAL_RANK" in os.environ:
+        return None
+    rest, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            rest.append(arg)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc_per_node={args.nproc}", "-m", "avfmae", *rest]
+    log.info("launching %s", " ".join(cmd))
+    return subprocess.call(cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
             "evaluate the selected model once on the fold's test split (deterministic views)")
     p.add_argument("--dataset", required=True)
     p.add_argument("--fold", required=True, type=int)
+    _add_nproc(p)
     add("report", _cmd_report, "tables across folds and datasets, plots, reports/report.md")
     p = add("convert", _cmd_convert,
             "map a published AVF-MAE++ checkpoint onto avfmae's modules")
@@ -176,10 +205,14 @@ def _setup_logging(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``avfmae`` command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     _setup_logging(args)
     try:
         params = load_params(args.params)
+        relaunched = _relaunch_under_torchrun(args, argv)
+        if relaunched is not None:
+            return relaunched
         args.func(args, params)
     except UserError as err:
         print(f"avfmae {args.command}: error: {err}", file=sys.stderr)

@@ -305,6 +305,8 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected an integer, got {_kind(value)}")
         return value
     if tp is float:
+        if isinstance(value, str):
+            value = _yaml11_float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {_kind(value)}")
         return float(value)
@@ -313,6 +315,14 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected a string, got {_kind(value)}")
         return value
     raise TypeError(f"unsupported config type {tp!r} for {key}")
+
+
+def _yaml11_float(text: str) -> float | str:
+    """YAML 1.1 reads ``1e-6`` (no dot) as a string; take it as the number it means."""
+    try:
+        return float(text) if any(c.isdigit() for c in text) else text
+    except ValueError:
+        return text
 
 
 def _check_range(f: dataclasses.Field, value: Any, key: str) -> Any:

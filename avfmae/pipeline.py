@@ -287,8 +287,15 @@ def snakemake_log(name: str) -> str:
 
 
 def snakemake_shell(name: str) -> str:
-    """Shell command of a rule: the CLI call, with its output in the rule's log."""
-    cmd = stage(name).cmd.format(**{w: f"{{wildcards.{w}}}" for w in ("ds", "fold")})
+    """Shell command of a rule: the CLI call, with its output in the rule's log.
+
+    GPU stages run one process per requested GPU (``--nproc {resources.gpu}``: torchrun DDP
+    inside the job, which is why the SLURM profile gives them ``tasks: 0``).
+    """
+    s = stage(name)
+    cmd = s.cmd.format(**{w: f"{{wildcards.{w}}}" for w in ("ds", "fold")})
+    if s.gpu:
+        cmd += " --nproc {resources.gpu}"
     return cmd + " > {log} 2>&1"
 
 

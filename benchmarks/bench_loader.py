@@ -6,9 +6,10 @@
 Without ``--store`` a small clip store is built first (cartoon-face clips through the real
 preprocess stage). Figures, per mode (pretrain, train, eval):
 
-- ``per_worker``: samples made one after another in this process (what one DataLoader worker
-  does): samples/s by CPU time and by wall time, and the share of CPU time in opening the
-  video, decoding frames, video transforms, reading audio and the filterbank.
+- ``per_worker``: samples made one after another in this process, set up like a DataLoader
+  worker (one torch/OpenCV thread, tuned allocator): samples/s by CPU time and by wall time,
+  and the share of CPU time in opening the video, decoding frames, video transforms, reading
+  audio and the filterbank.
 - ``loader``: a DataLoader with ``--workers`` workers (batch 8): samples/s by wall time.
 """
 
@@ -26,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from avfmae.data.clips import ClipDataset, load_store, seed_worker  # noqa: E402
+from avfmae.data.clips import ClipDataset, load_store, seed_worker, tune_allocator  # noqa: E402
 
 
 def _emit(**kw) -> None:
@@ -60,7 +61,8 @@ def build_store(n: int, where: Path) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--store", type=Path, default=None)
-    ap.add_argument("--clips", type=int, default=16, help="clips of the store built when no --store")
+    ap.add_argument("--clips", type=int, default=16,
+                    help="clips of the store built when there is no --store")
     ap.add_argument("--samples", type=int, default=120, help="samples timed per figure")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--modes", default="pretrain,train,eval")
@@ -72,7 +74,8 @@ def main() -> None:
         tmp = Path(tempfile.mkdtemp(prefix="bench_loader_"))
         store = build_store(args.clips, tmp)
     rows = load_store(store)
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # as in a DataLoader worker
+    tune_allocator()
     for mode in args.modes.split(","):
         ds = ClipDataset(rows, mode)
         ds[0]  # warm-up (library loading)

@@ -53,7 +53,7 @@ def make_sources(kind: str, n: int, where: Path) -> list[Path]:
             for i in range(n)
         ]
     from avfmae.config import SyntheticConfig
-    from avfmae.data.synthetic.generate import generate
+    from avfmae.data.synthetic import generate
 
     per = max(1, -(-n // 8))
     cfg = SyntheticConfig(n_speakers=2, n_pool_speakers=max(1, -(-n // per)),

@@ -13,9 +13,25 @@ def test_committed_params_are_valid(repo_root):
     assert params.data.datasets == ["synthetic"]
 
 
+def _keys(node: dict, prefix: str = "") -> set[str]:
+    out = set()
+    for key, value in node.items():
+        dotted = f"{prefix}{key}"
+        is_section = isinstance(value, dict) and not dotted.endswith(("overrides", "mirrors"))
+        out |= _keys(value, dotted + ".") if is_section else {dotted}
+    return out
+
+
 def test_defaults_equal_committed_params(repo_root):
-    """params.yaml spells out every default, so reading the file never hides a value."""
+    """params.yaml spells out every key with its default (DVC tracks params by key, so a key
+    missing from the file could not rerun the stages that read it)."""
+    import dataclasses
+
+    import yaml
+
     assert load_params(repo_root / "params.yaml") == Params()
+    written = _keys(yaml.safe_load((repo_root / "params.yaml").read_text()))
+    assert written == _keys(dataclasses.asdict(Params()))
 
 
 @pytest.mark.parametrize(

@@ -116,9 +116,14 @@ def test_pretrained_encoder_round_trip():
     assert not report.shape_mismatches and "loaded" in str(report)
 
     # Classifier → classifier (next fine-tuning stage) keeps fc_norm and layer weights too.
+    again = create_model("tiny", num_classes=2)
+    report = load_pretrained_encoder(again, classifier.state_dict())
+    assert set(report.missing) == {"head.weight", "head.bias"}
+    # A video-only model takes the video encoder; its fc_norm is C wide, not 2C.
     video_only = create_model("tiny", num_classes=2, modality="video")
     report = load_pretrained_encoder(video_only, classifier.state_dict())
-    assert set(report.missing) == {"head.weight", "head.bias"}
+    assert set(report.missing) == {"head.weight", "head.bias", "fc_norm.weight", "fc_norm.bias"}
+    assert len(report.shape_mismatches) == 2
     assert any(k.startswith("audio_encoder.") for k in report.unused)
 
     with pytest.raises(ValueError, match="no encoder tensor"):

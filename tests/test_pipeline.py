@@ -39,7 +39,7 @@ def _snakemake_jobs(repo: Path) -> set[tuple[str, tuple[str, ...], tuple[str, ..
     ).stdout
     jobs = set()
     for block in out.split("\n\n"):
-        cmd = re.search(r"^Shell command: (avfmae .*?) > logs/", block, re.M)
+        cmd = re.search(r"^Shell command: (avfmae .*?)(?: --nproc \d+)? > logs/", block, re.M)
         if not cmd:
             continue
         fields = dict(re.findall(r"^    (input|output): (.*)$", block, re.M))

@@ -19,7 +19,13 @@ import soundfile as sf
 
 from avfmae.config import PreprocessConfig, load_params
 from avfmae.errors import UserError
-from avfmae.preprocess import PreprocessError, Settings, fingerprint, preprocess, preprocess_manifest
+from avfmae.preprocess import (
+    PreprocessError,
+    Settings,
+    fingerprint,
+    preprocess,
+    preprocess_manifest,
+)
 from avfmae.preprocess import clip as clip_mod
 from avfmae.preprocess.media import open_video, read_frames
 from avfmae.preprocess.testclips import SKIN_RGB, make_clip
@@ -55,6 +61,15 @@ def _skin_box(frame: np.ndarray) -> tuple[float, float, float]:
 CFG = PreprocessConfig(workers=1, max_reject_fraction=1.0)
 
 
+def _run(manifest: Path, out: Path, cfg: PreprocessConfig = CFG) -> Path:
+    """The stage with its log in ``out``'s parent (``run.log``)."""
+    return preprocess_manifest(manifest, out, cfg, progress=False, log_file=out.parent / "run.log")
+
+
+def _log(out: Path) -> str:
+    return (out.parent / "run.log").read_text()
+
+
 @pytest.fixture(scope="module")
 def good_store(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
     """Clips with known faces and flash/beep times, preprocessed once for several tests."""
@@ -68,7 +83,7 @@ def good_store(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
         "av24": dict(fps=24, flash_s=1.2, beep_s=1.2, duration_s=2.5),
     }
     rows = [{"clip_id": k, "video": make_clip(src / f"{k}.mp4", **kw)} for k, kw in specs.items()]
-    out = preprocess_manifest(_manifest(src / "m.csv", rows), src / "store", CFG, progress=False)
+    out = _run(_manifest(src / "m.csv", rows), src / "store")
     return out, pd.read_csv(out / "manifest.csv")
 
 
@@ -120,14 +135,16 @@ def test_processed_manifest_columns(good_store):
     assert fp["settings"]["libraries"]["opencv"] == cv2.__version__
     assert fp["outputs"]["n_clips"] == len(man)
     assert not (out / ".work").exists()
-    assert "done" in (out / "preprocess.log").read_text()
+    assert "done" in _log(out) and "clip left_up ok" in _log(out)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "audio", "faces", "fingerprint.json", "manifest.csv", "rejects.csv"]
 
 
 def test_alignment_levels_the_eyes(tmp_path):
     src = make_clip(tmp_path / "roll.mp4", roll_deg=8, face=(0.5, 0.5, 0.4), duration_s=1.2)
     m = _manifest(tmp_path / "m.csv", [{"clip_id": "roll", "video": src}])
     cfg = dataclasses.replace(CFG, align=True)
-    out = preprocess_manifest(m, tmp_path / "store", cfg, progress=False)
+    out = _run(m, tmp_path / "store", cfg)
     row = pd.read_csv(out / "manifest.csv").iloc[0]
     assert abs(row.roll_deg - 8) < 3
     f = _frames(out / "faces" / "roll.mp4")[10]
@@ -168,7 +185,7 @@ def test_each_bad_input_is_rejected_with_its_reason(tmp_path):
     out = tmp_path / "store"
     strict = dataclasses.replace(CFG, max_reject_fraction=0.1)
     with pytest.raises(PreprocessError) as err:
-        preprocess_manifest(m, out, strict, progress=False)
+        _run(m, out, strict)
     msg = str(err.value)
     assert "8 of 10 clips rejected" in msg and "max_reject_fraction" in msg and "no_face" in msg
     assert (out / "rejects.csv").is_file()
@@ -183,8 +200,9 @@ def test_each_bad_input_is_rejected_with_its_reason(tmp_path):
     assert rej["detail"].str.len().min() > 5
 
     # raising the limit completes without redoing any clip
-    preprocess_manifest(m, out, CFG, progress=False)
-    assert "10 already done, 0 to do" in (out / "preprocess.log").read_text()
+    _run(m, out)
+    assert "10 already done, 0 to do" in _log(out)
+    assert "clip no_face rejected: no_face" in _log(out)
     man = pd.read_csv(out / "manifest.csv", keep_default_na=False)
     assert sorted(man.clip_id) == ["good", "separate_audio"]
     assert man.set_index("clip_id").loc["separate_audio", "src_audio"] == str(sep_audio)
@@ -215,41 +233,41 @@ def test_rerun_is_up_to_date_and_settings_change_discards(tmp_path, monkeypatch)
                                                      face=(0.5, 0.5, 0.3 + 0.05 * i))}
             for i in range(2)]
     m = _manifest(tmp_path / "m.csv", rows)
-    out = preprocess_manifest(m, tmp_path / "store", CFG, progress=False)
+    out = _run(m, tmp_path / "store")
     stamp = (out / "faces" / "c0.mp4").stat().st_mtime_ns
     calls = []
     monkeypatch.setattr(clip_mod, "_process", lambda *a: calls.append(a))  # must not be called
-    preprocess_manifest(m, out, CFG, progress=False)
+    _run(m, out)
     assert not calls and (out / "faces" / "c0.mp4").stat().st_mtime_ns == stamp
     monkeypatch.undo()
 
     # one more clip: only that one is processed
     rows.append({"clip_id": "c2", "video": make_clip(tmp_path / "c2.mp4", duration_s=1.0)})
-    preprocess_manifest(_manifest(m, rows), out, CFG, progress=False)
-    assert "2 already done, 1 to do" in (out / "preprocess.log").read_text()
+    _run(_manifest(m, rows), out)
+    assert "2 already done, 1 to do" in _log(out)
     assert (out / "faces" / "c0.mp4").stat().st_mtime_ns == stamp
 
     # a different face size: everything is redone at the new size, nothing old is kept
     small = dataclasses.replace(CFG, face_size=96)
-    preprocess_manifest(m, out, small, progress=False)
-    assert "discarding the previous store" in (out / "preprocess.log").read_text()
+    _run(m, out, small)
+    assert "discarding the previous store" in _log(out)
     assert _frames(out / "faces" / "c0.mp4").shape[1:3] == (96, 96)
     fp = json.loads((out / "fingerprint.json").read_text())
     assert fp["fingerprint"] == fingerprint(Settings.from_config(small))[0]
     assert fp["settings"]["crop"]["face_size"] == 96
 
     # a removed clip's outputs go away
-    preprocess_manifest(_manifest(m, rows[:1]), out, small, progress=False)
+    _run(_manifest(m, rows[:1]), out, small)
     assert sorted(p.name for p in (out / "faces").iterdir()) == ["c0.mp4"]
 
 
 def test_long_clips_take_the_two_pass_path_with_identical_output(tmp_path, monkeypatch):
     src = make_clip(tmp_path / "a.mp4", duration_s=1.6, motion_px=4)
     m = _manifest(tmp_path / "m.csv", [{"clip_id": "a", "video": src}])
-    one = preprocess_manifest(m, tmp_path / "one", CFG, progress=False)
+    one = _run(m, tmp_path / "one")
     monkeypatch.setattr(clip_mod, "CACHE_BYTES", 0)
     monkeypatch.setattr(clip_mod, "CHUNK_FRAMES", 7)
-    two = preprocess_manifest(m, tmp_path / "two", CFG, progress=False)
+    two = _run(m, tmp_path / "two")
     assert (one / "faces/a.mp4").read_bytes() == (two / "faces/a.mp4").read_bytes()
     assert (one / "audio/a.wav").read_bytes() == (two / "audio/a.wav").read_bytes()
 
@@ -272,7 +290,8 @@ _RUN = (
     "import sys; from pathlib import Path; from avfmae.config import PreprocessConfig; "
     "from avfmae.preprocess import preprocess_manifest; "
     "preprocess_manifest(Path('m.csv'), Path('store'), "
-    "PreprocessConfig(workers=int(sys.argv[1]), max_reject_fraction=1.0), progress=False)"
+    "PreprocessConfig(workers=int(sys.argv[1]), max_reject_fraction=1.0), progress=False, "
+    "log_file='run.log')"
 )
 
 
@@ -280,7 +299,7 @@ def _tree(root: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(root)): p.read_bytes()
         for p in sorted(root.rglob("*"))
-        if p.is_file() and p.name != "preprocess.log"
+        if p.is_file()
     }
 
 
@@ -348,9 +367,9 @@ def test_kill_midway_then_rerun_equals_uninterrupted_run(tmp_path):
     cwd = os.getcwd()
     try:
         os.chdir(killed)
-        preprocess_manifest(Path("m.csv"), Path("store"), CFG, progress=False)
-        log = (Path("store") / "preprocess.log").read_text()
-        assert f"{n_done} already done" in log
+        preprocess_manifest(Path("m.csv"), Path("store"), CFG, progress=False,
+                            log_file="run.log")
+        assert f"{n_done} already done" in Path("run.log").read_text()
         os.chdir(ref)
         preprocess_manifest(Path("m.csv"), Path("store"), CFG, progress=False)
     finally:

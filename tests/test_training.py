@@ -79,10 +79,8 @@ def test_evaluation_is_deterministic_and_ddp_matches_one_process(micro_work: Pat
     assert first.keys() == second.keys()
     assert all(np.array_equal(first[k], second[k]) for k in first)
 
-    res = subprocess.run([str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2",
-                          "-m", "avfmae", "evaluate", "--dataset", "synthetic", "--fold", "1"],
-                         capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr[-3000:]
+    res = cli("evaluate", "--dataset", "synthetic", "--fold", "1", "--nproc", "2")
+    assert "torch.distributed.run --standalone --nproc_per_node=2" in res.stderr
     two = json.loads(Path("metrics/synthetic/fold1/test.json").read_text())
     assert two["n_test"] == one["n_test"] > 0
     for key, value in one["test"].items():

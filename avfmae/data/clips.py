@@ -24,12 +24,15 @@ nothing (SPEC §12.8): no random crop, flip, erasing or gain.
 
 from __future__ import annotations
 
+import ctypes
+import os
 import random
 import time
 import warnings
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
+import cv2
 import numpy as np
 import pandas as pd
 import soundfile as sf
@@ -48,7 +51,10 @@ from .video_transforms import (
     to_normalized,
 )
 
-__all__ = ["ClipDataset", "load_store", "load_split", "seed_worker", "Mode"]
+__all__ = [
+    "ClipDataset", "load_store", "load_split", "seed_worker", "prepare_process", "tune_allocator",
+    "Mode",
+]
 
 Mode = Literal["pretrain", "train", "eval"]
 PARTS = ("train", "val", "test")
@@ -82,17 +88,44 @@ def load_split(store: str | Path, splits_csv: str | Path, fold: int, part: str) 
     return sel.merge(rows, on="clip_id", how="inner").reset_index(drop=True)
 
 
+_PREPARED: int | None = None  # pid of the process prepare_process() last ran in
+
+
+def prepare_process() -> None:
+    """Per-process set-up for making samples, run by the first ``__getitem__`` of a process.
+
+    OpenCV gets one thread (parallelism is across loader workers). Inside a DataLoader
+    worker, glibc's malloc is also told to keep freed memory (no mmap for blocks below
+    256 MiB, no trimming): every sample allocates several MB, and returning them to the kernel
+    each time costs page faults worth ~2× the whole transform time.
+    """
+    global _PREPARED
+    _PREPARED = os.getpid()
+    cv2.setNumThreads(1)
+    if torch.utils.data.get_worker_info() is not None:
+        tune_allocator()
+
+
+def tune_allocator() -> None:
+    """Keep freed memory in this process's heap (glibc ``mallopt``; a no-op elsewhere)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 256 * 2**20)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 1024 * 2**20)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        pass
+
+
 def seed_worker(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: seed Python/NumPy/torch global RNGs per worker.
+    """DataLoader ``worker_init_fn``: seed Python/NumPy global RNGs per worker.
 
     ClipDataset itself never uses global RNGs (its samples depend on seed, epoch and index
     only); this keeps any other library code in the worker distinct per worker and
-    reproducible from the loader's base seed.
+    reproducible from the loader's base seed (torch's own RNG is already seeded that way).
     """
     s = torch.initial_seed() % 2**32  # base_seed + worker_id, set by the DataLoader
     random.seed(s)
     np.random.seed(s)
-    torch.set_num_threads(1)
 
 
 class ClipDataset(Dataset):
@@ -118,12 +151,19 @@ class ClipDataset(Dataset):
     ``video``      float32 ``(3, T, S, S)``, ImageNet-normed   float32 ``(W, 3, T, S, S)``
     ``audio``      float32 ``(1, 256, 128)`` (time, mel)       float32 ``(W, 1, 256, 128)``
     ``label``      int64 ``()``; −1 when unlabeled             same
-    ``target``     float32 ``(K,)``, K = len(targets) (0 ok)   same
+    ``target``     float32 ``(K,)``, K = len(targets) (0 ok);  same
+                   NaN where the row has no value
     ``frames``     int64 ``(T,)`` frame indices used           int64 ``(W, T)``
     ``index``      int64 ``()`` position in ``rows``           same
     ``clip_id``    str                                         same
     ``dataset``    str (``""`` when the column is absent)      same
     =============  ==========================================  ==============================
+
+    ``mode='train'`` applies, in order: resize to S², RandAugment (same ops on every frame),
+    random resized crop (scale 0.08–1, ratio 3/4–4/3) + horizontal flip (p 0.5), ImageNet
+    normalisation, pixel random erasing (p ``reprob`` per frame); audio gets a random gain
+    Beta(10, 10) + 0.5. ``'pretrain'``: multi-scale crop (scales 1/.875/.75/.66, 13 fixed
+    offsets), normalisation, random gain. ``'eval'``: resize + normalisation only.
     """
 
     def __init__(
@@ -247,6 +287,8 @@ class ClipDataset(Dataset):
             frames = reader.get_batch(uniq.tolist()).asnumpy()
         else:
             frames = reader.get_frames_at(uniq.tolist()).data.numpy()
+        if len(uniq) == len(indices) and np.array_equal(uniq, indices):
+            return frames
         return frames[inv.reshape(-1)]
 
     def _n_frames(self, i: int, reader) -> int:
@@ -296,21 +338,24 @@ class ClipDataset(Dataset):
 
     def enable_profiling(self) -> dict[str, float]:
         """Accumulate CPU seconds per step (open, decode, video, audio_read, fbank) from now on
-        in the returned dict (this process only; used by ``benchmarks/bench_loader.py``)."""
+        in the returned dict (this thread only; used by ``benchmarks/bench_loader.py``)."""
         self._prof = {k: 0.0 for k in ("open", "decode", "video", "audio_read", "fbank")}
         return self._prof
 
     _prof: dict[str, float] | None = None
 
     def _tick(self, name: str, t0: float) -> float:
-        t1 = time.process_time()
-        if self._prof is not None:
-            self._prof[name] += t1 - t0
+        if self._prof is None:
+            return 0.0
+        t1 = time.thread_time()
+        self._prof[name] += t1 - t0
         return t1
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        if _PREPARED != os.getpid():
+            prepare_process()
         i = int(index)
-        t = time.process_time()
+        t = time.thread_time() if self._prof is not None else 0.0
         rng = None if self.mode == "eval" else self.rng(i)
         reader = self._open_video(self._videos[i])
         n = self._n_frames(i, reader)

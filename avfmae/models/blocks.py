@@ -11,7 +11,16 @@ from torch import Tensor, nn
 
 from avfmae.models.attention import Attention
 
-__all__ = ["LN_EPS", "layer_norm", "drop_path", "drop_path_rates", "mlp", "Block", "CrossBlock", "SkipBlock"]
+__all__ = [
+    "LN_EPS",
+    "Block",
+    "CrossBlock",
+    "SkipBlock",
+    "drop_path",
+    "drop_path_rates",
+    "layer_norm",
+    "mlp",
+]
 
 LN_EPS = 1e-6
 

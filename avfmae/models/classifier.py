@@ -79,13 +79,13 @@ class AVFClassifier(nn.Module):
                 3, scale.video_input_size, scale.video_patch, scale.video_region,
                 depth=scale.video_depth, **common,
             )
-            self.video_layer_weights = nn.Parameter(torch.full((scale.video_depth,), 1.0 / scale.video_depth))
+            self.video_layer_weights = _uniform_layer_weights(scale.video_depth)
         if modality in ("av", "audio"):
             self.audio_encoder = LGEncoder(
                 1, scale.audio_size, scale.audio_patch, scale.audio_region,
                 depth=scale.audio_depth, **common,
             )
-            self.audio_layer_weights = nn.Parameter(torch.full((scale.audio_depth,), 1.0 / scale.audio_depth))
+            self.audio_layer_weights = _uniform_layer_weights(scale.audio_depth)
         if modality == "av":
             if self.video_encoder.num_regions != self.audio_encoder.num_regions:
                 raise ValueError("the AV model pairs video and audio regions: counts must match")
@@ -109,7 +109,9 @@ class AVFClassifier(nn.Module):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
 
-    def reset_classifier(self, num_classes: int | Mapping[str, int], init_scale: float = 1e-3) -> None:
+    def reset_classifier(
+        self, num_classes: int | Mapping[str, int], init_scale: float = 1e-3
+    ) -> None:
         """Replace the head(s) with fresh ones (trunc-normal 0.02 × ``init_scale``, zero bias)."""
         self.num_classes = num_classes if isinstance(num_classes, int) else dict(num_classes)
         for attr in ("head", "heads"):
@@ -139,6 +141,9 @@ class AVFClassifier(nn.Module):
 
     def forward_features(self, video: Tensor | None = None, audio: Tensor | None = None) -> Tensor:
         """The head input after ``fc_norm``: (B, 2C) for AV, (B, C) for one modality."""
+        for name, x in (("video", video), ("audio", audio)):
+            if x is None and self.modality in ("av", name):
+                raise ValueError(f"the {self.modality!r} model needs the {name} input")
         if self.modality == "video":
             pooled = self._layer_mix(self.video_encoder(video), self.video_layer_weights).mean(1)
         elif self.modality == "audio":
@@ -192,6 +197,11 @@ class AVFClassifier(nn.Module):
         """Parameters exempt from weight decay besides biases and norms (matched by suffix)."""
         keep = ("region_tokens", "layer_weights")
         return {n for n, _ in self.named_parameters() if n.split(".")[-1].endswith(keep)}
+
+
+def _uniform_layer_weights(depth: int) -> nn.Parameter:
+    """Learnable per-layer weights, softmax-normalised when used; start uniform (1/d each)."""
+    return nn.Parameter(torch.full((depth,), 1.0 / depth))
 
 
 _ENCODER_BLOCK = re.compile(r"^(?:video|audio)_encoder\.blocks\.(\d+)\.")

@@ -293,7 +293,7 @@ def convert_state_dict(
             unmatched.append(name)
             continue
         target, part = mapped
-        if target.startswith("fusion.refine.") and target.endswith("_proj.weight") and tensor.ndim == 3:
+        if target.startswith("fusion.refine.") and tensor.ndim == 3:  # 1×1 Conv1d → Linear
             tensor = tensor.squeeze(-1)
         if target.endswith(".qkv.weight"):
             dim = tensor.shape[1]

@@ -82,7 +82,8 @@ class LGEncoder(nn.Module):
         tokens = self.patch_embed(x) + self.pos_embed
         B, _, C = tokens.shape
         R = self.num_regions
-        x = self._with_region_tokens(tokens[:, self.window_order].view(B, R, -1, C))
+        windows = tokens.index_select(1, self.window_order).view(B, R, -1, C)
+        x = self._with_region_tokens(windows)
         region_tokens = []
         for i, block in enumerate(self.blocks):
             x = block(x, R, regions_only=i == self.depth - 1)

@@ -1,4 +1,4 @@
-"""``create_model`` and the timm registry entries (``avfmae_<scale>``, ``avfmae_pretrain_<scale>``)."""
+"""``create_model`` and the timm entries ``avfmae_<scale>`` / ``avfmae_pretrain_<scale>``."""
 
 from __future__ import annotations
 

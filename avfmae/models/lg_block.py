@@ -27,7 +27,7 @@ class LGBlock(nn.Module):
 
     Returns the same layout. ``regions_only`` skips step 5 for the local tokens, for a last block
     whose local tokens nobody reads (the classifier exports region tokens only): the region
-    tokens come out unchanged and the local slots are left after step 3.
+    tokens are exactly those of the full block, the local slots hold their state after step 3.
     """
 
     def __init__(
@@ -67,7 +67,8 @@ class LGBlock(nn.Module):
         local = local + self.drop_path(update).view(BR, S, C)
 
         context = self.aggregate_context_norm(local).view(B, num_regions * S, C)
-        m = m + self.drop_path(self.aggregate_attn.forward_few_queries(self.aggregate_norm(m), context))
+        update = self.aggregate_attn.forward_few_queries(self.aggregate_norm(m), context)
+        m = m + self.drop_path(update)
 
         m = m.view(BR, 1, C)
         if regions_only:

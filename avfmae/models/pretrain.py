@@ -54,8 +54,9 @@ class PretrainOutput:
     """What :meth:`AVFPretrain.forward` returns. L = number of skip levels (``scale.skip_layers``).
 
     ``video_recon`` (B, Nd_v, 1536) / ``audio_recon`` (B, Nd_a, 256): predictions for the decoded
-    positions in ascending patch order; video values are in the target's (t, h, w, c) order
-    within the 2×16×16 tubelet, audio (h, w) within the 16×16 patch.
+    positions in ascending patch order. Published checkpoints were trained against targets
+    flattened ``(t h w c)`` within the 2×16×16 tubelet (video) and ``(h w)`` within the 16×16
+    patch (audio) — build targets the same way.
     ``video_decoded`` / ``audio_decoded`` (B, Nd) long: the patch index of each prediction row.
     ``video_loss_mask`` / ``audio_loss_mask`` (B, Nd) bool: the decoded position was masked for
     the encoder — the published loss averages the per-row MSE over these rows only.
@@ -203,9 +204,10 @@ class AVFPretrain(nn.Module):
         audio_decoder_mask: Tensor | None = None,
     ) -> PretrainIndex:
         """Token indices for :meth:`forward_indexed` from boolean masks (True = masked)."""
+        video_grid, audio_grid = self.video_encoder.regions, self.audio_encoder.regions
         return PretrainIndex(
-            self._index_modality(self.video_encoder.regions, video_mask, video_decoder_mask, "video"),
-            self._index_modality(self.audio_encoder.regions, audio_mask, audio_decoder_mask, "audio"),
+            self._index_modality(video_grid, video_mask, video_decoder_mask, "video"),
+            self._index_modality(audio_grid, audio_mask, audio_decoder_mask, "audio"),
         )
 
     # --- forward -----------------------------------------------------------------------------

@@ -50,7 +50,9 @@ class Refinement(nn.Module):
         self.norm = nn.LayerNorm(dim, eps=OUTPUT_NORM_EPS)
 
     @staticmethod
-    def _branch(proj: nn.Linear, norm: nn.Module, act: nn.PReLU, query: Tensor, x: Tensor) -> Tensor:
+    def _branch(
+        proj: nn.Linear, norm: nn.Module, act: nn.PReLU, query: Tensor, x: Tensor
+    ) -> Tensor:
         y = proj(F.scaled_dot_product_attention(query, x, x))
         return act(norm(y.flatten(0, 1)).view_as(y))
 

@@ -110,7 +110,8 @@ def _process(
     audio_s = real / s.sample_rate
     if audio_s < s.min_audio_s:
         raise MediaError(
-            "short_audio", f"audio covers {audio_s:.2f} s of the clip (< min_audio_s {s.min_audio_s})"
+            "short_audio",
+            f"audio covers {audio_s:.2f} s of the clip (< min_audio_s {s.min_audio_s})",
         )
     _lap(t, "audio")
 

@@ -24,7 +24,8 @@ import numpy as np
 from .settings import EYE_CASCADE, FACE_CASCADE, Settings
 
 __all__ = [
-    "FaceDetector", "Track", "keyframe_indices", "track_face", "crop_params", "crop_frames"
+    "FaceDetector", "Track", "keyframe_indices", "track_face", "crop_params", "crop_frames",
+    "preload_cascades",
 ]
 
 _CASCADES: dict[str, cv2.CascadeClassifier] = {}
@@ -37,6 +38,12 @@ def _cascade(name: str) -> cv2.CascadeClassifier:
             raise RuntimeError(f"OpenCV cascade {name} could not be loaded")
         _CASCADES[name] = c
     return _CASCADES[name]
+
+
+def preload_cascades() -> None:
+    """Load both cascades now (a forkserver does this once for all its workers)."""
+    _cascade(FACE_CASCADE)
+    _cascade(EYE_CASCADE)
 
 
 def _to_cxcys(rects: np.ndarray, scale: float, ox: float = 0.0, oy: float = 0.0) -> np.ndarray:
@@ -111,7 +118,7 @@ class FaceDetector:
         return _to_cxcys(rects, sc, x0, y0)
 
     def roll(self, gray: np.ndarray, box: np.ndarray) -> float:
-        """Eye-line angle in degrees (positive: right eye lower), NaN when both eyes are not found."""
+        """Eye-line angle in degrees (positive: right eye lower); NaN unless both eyes are found."""
         assert self.eye is not None
         h, w = gray.shape
         cx, cy, side = box

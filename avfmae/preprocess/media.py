@@ -35,7 +35,7 @@ __all__ = [
 
 
 class MediaError(Exception):
-    """A clip that cannot be used; ``reason`` is a short code (``rejects.csv``), ``str`` the detail."""
+    """An unusable clip: ``reason`` is a short code (for ``rejects.csv``), ``str`` the detail."""
 
     def __init__(self, reason: str, detail: str):
         super().__init__(detail)
@@ -163,7 +163,9 @@ def read_audio(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            got = dec.get_samples_played_in_range(start_seconds=max(0.0, start_s), stop_seconds=stop_s)
+            got = dec.get_samples_played_in_range(
+                start_seconds=max(0.0, start_s), stop_seconds=stop_s
+            )
     except Exception as err:
         raise MediaError("unreadable_audio", f"audio decoding failed: {_short(err)}") from None
     data = got.data.numpy()

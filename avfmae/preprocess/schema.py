@@ -28,7 +28,7 @@ REASONS = {
     "short_audio": "the audio covers less than preprocess.min_audio_s of the clip",
     "no_face": "a face was found on fewer keyframes than preprocess.min_face_rate",
     "worker_crash": "the worker processing the clip died twice",
-    "error": "an unexpected error (a bug: see preprocess.log for the traceback)",
+    "error": "an unexpected error (a bug: the stage log holds the traceback)",
 }
 
 INPUT = pa.DataFrameSchema(

@@ -7,7 +7,11 @@ Layout of ``{data.root}/processed/{ds}/``::
     manifest.csv          input columns (video/audio → processed paths) + src_* + stats
     rejects.csv           clip_id, reason, detail, video
     fingerprint.json      settings fingerprint, full settings, inputs, outcome (written last)
-    preprocess.log        per-run log (appended)
+
+Everything in the store is a deterministic function of the inputs and settings (no logs or
+timings in it), so an identical rerun gives byte-identical files. The run's log goes to the
+``avfmae.preprocess`` logger and, with ``log_file``, to a file (``preprocess()`` uses
+``logs/preprocess/{ds}.clips.log``) together with one line per clip.
 
 Resumable: each finished clip's outputs are renamed into place and then a line is appended to
 ``.work/done.jsonl``; a rerun skips every clip with a record, so a killed run continues where it
@@ -48,7 +52,9 @@ from .worker import WORKER_MODULES, guarded, init_worker, one_thread, run_job, s
 
 __all__ = ["preprocess", "preprocess_manifest", "PreprocessError", "worker_count"]
 
-log = logging.getLogger("avfmae.preprocess")
+log = logging.getLogger("avfmae.preprocess")  # summary lines (propagate to the CLI's log)
+clip_log = logging.getLogger("avfmae.preprocess.clips")  # one line per clip: the log file only
+clip_log.propagate = False
 
 STAT_COLUMNS = [
     "n_frames", "fps", "duration_s", "audio_s", "src_width", "src_height", "src_fps",
@@ -71,13 +77,19 @@ def worker_count(workers: int) -> int:
 
 
 def preprocess(ds: str, params: Params, *, progress: bool = True) -> Path:
-    """Run the stage for dataset ``ds``; returns ``{data.root}/processed/{ds}``."""
+    """Run the stage for dataset ``ds``; returns ``{data.root}/processed/{ds}``.
+
+    The summary goes to the ``avfmae.preprocess`` logger (the CLI's ``logs/preprocess/{ds}.log``
+    and stderr); the per-clip lines (timings, each reject, tracebacks) to
+    ``logs/preprocess/{ds}.clips.log``.
+    """
     root = Path(params.data.root)
     manifest = root / "interim" / ds / "manifest.csv"
     if not manifest.is_file():
         raise UserError(f"{manifest}: no index manifest; run `avfmae index {ds}` first")
     return preprocess_manifest(
-        manifest, root / "processed" / ds, params.preprocess, name=ds, progress=progress
+        manifest, root / "processed" / ds, params.preprocess, name=ds, progress=progress,
+        log_file=Path("logs") / "preprocess" / f"{ds}.clips.log",
     )
 
 
@@ -123,19 +135,26 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 @contextmanager
-def _stage_log(path: Path) -> Iterator[None]:
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    handler.setLevel(logging.DEBUG)
+def _stage_log(path: Path | None) -> Iterator[None]:
+    """Send the summary (INFO+) and every per-clip line to ``path`` for the stage's duration."""
     old_level = log.level
-    log.addHandler(handler)
-    log.setLevel(logging.DEBUG)
+    log.setLevel(logging.INFO)
+    clip_log.setLevel(logging.DEBUG)
+    handler = None
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(path)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(handler)
+        clip_log.addHandler(handler)
     try:
         yield
     finally:
-        log.removeHandler(handler)
         log.setLevel(old_level)
-        handler.close()
+        if handler is not None:
+            log.removeHandler(handler)
+            clip_log.removeHandler(handler)
+            handler.close()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -232,8 +251,13 @@ def preprocess_manifest(
     *,
     name: str = "",
     progress: bool = True,
+    log_file: str | Path | None = None,
 ) -> Path:
-    """Build the clip store ``out`` from the index manifest ``manifest`` (see module doc)."""
+    """Build the clip store ``out`` from the index manifest ``manifest`` (see module doc).
+
+    ``log_file``: where the summary and the per-clip lines are appended (none: the summary
+    only reaches the ``avfmae.preprocess`` logger's usual handlers).
+    """
     manifest, out = Path(manifest), Path(out)
     name = name or out.name
     settings = Settings.from_config(cfg)
@@ -250,11 +274,12 @@ def preprocess_manifest(
         and (out / "manifest.csv").is_file()
         and not (out / ".work").exists()
     ):
-        log.info("preprocess %s: up to date (fingerprint %s)", name, fp)
+        with _stage_log(Path(log_file) if log_file else None):
+            log.info("preprocess %s: up to date (fingerprint %s)", name, fp)
         return out
 
     out.mkdir(parents=True, exist_ok=True)
-    with _locked(out / ".work" / "lock"), _stage_log(out / "preprocess.log"):
+    with _locked(out / ".work" / "lock"), _stage_log(Path(log_file) if log_file else None):
         return _run(df, manifest, in_sha, out, cfg, settings, fp, desc, name, progress)
 
 
@@ -267,7 +292,8 @@ def _run(
     final = _read_json(out / "fingerprint.json")
     final_ok = bool(final and final.get("fingerprint") == fp)
     if final and not final_ok:
-        log.info("settings changed (%s → %s): discarding the previous store", final.get("fingerprint"), fp)
+        log.info("settings changed (%s → %s): discarding the previous store",
+                 final.get("fingerprint"), fp)
         _discard(out)
     wfp = _read_json(work / "fingerprint.json")
     if wfp and wfp.get("fingerprint") != fp:
@@ -301,13 +327,19 @@ def _run(
             records[job.clip_id] = rec
         else:
             todo.append(job)
+    # rewrite the work log with exactly the records kept (drops a line torn by a kill)
+    _atomic_write(
+        work / "done.jsonl",
+        "".join(json.dumps(records[j.clip_id], sort_keys=True) + "\n"
+                for j in jobs if j.clip_id in records),
+    )
 
     n_workers = min(worker_count(cfg.workers), max(1, len(todo)))
     log.info(
         "preprocess %s: %d clips, %d already done, %d to do, %d worker(s), fingerprint %s",
         name, len(jobs), len(records), len(todo), n_workers, fp,
     )
-    log.info("settings: %s", json.dumps(desc, sort_keys=True))
+    clip_log.info("settings: %s", json.dumps(desc, sort_keys=True))
 
     cpu = 0.0
     media_s = 0.0
@@ -317,6 +349,7 @@ def _run(
             disable=not progress, smoothing=0.05, mininterval=0.5, file=sys.stderr,
         ) as bar:
             n_rej = sum(not r["ok"] for r in records.values())
+            n_err = 0
             for job, res in _execute(todo, settings, n_workers):
                 rec = _record(res, job)
                 done_fh.write(json.dumps(rec, sort_keys=True) + "\n")
@@ -327,12 +360,15 @@ def _run(
                 if res.ok:
                     cpu += float(timing.get("total", 0.0))
                     media_s += float(res.stats.get("duration_s", 0.0))
-                    log.debug("clip %s ok %s", job.clip_id, json.dumps(timing, sort_keys=True))
+                    clip_log.info("clip %s ok %s", job.clip_id, json.dumps(timing, sort_keys=True))
                 else:
                     n_rej += 1
-                    log.warning("clip %s rejected: %s: %s", job.clip_id, res.reason, res.detail)
+                    clip_log.warning("clip %s rejected: %s: %s", job.clip_id, res.reason,
+                                     res.detail)
                     if tb:
-                        log.error("clip %s traceback:\n%s", job.clip_id, tb)
+                        (log if n_err == 0 else clip_log).error(
+                            "clip %s failed unexpectedly:\n%s", job.clip_id, tb)
+                        n_err += 1
                 bar.update(1)
                 bar.set_postfix(rejected=n_rej, refresh=False)
 
@@ -418,6 +454,9 @@ def _finish(
             "processed %.1f s of media in %.1f CPU s (%.1fx real time per core), %.1f s wall",
             media_s, cpu, media_s / cpu, elapsed,
         )
+    if rej_ids:
+        log.warning("%d of %d clips rejected (%s); see %s", len(rej_ids), len(order),
+                    ", ".join(f"{r} {n}" for r, n in reasons.most_common()), out / "rejects.csv")
     if frac > cfg.max_reject_fraction:
         summary = ", ".join(f"{r} {n}" for r, n in reasons.most_common())
         examples = "; ".join(
@@ -451,7 +490,9 @@ def _finish(
         rows[col] = stats[col].to_numpy()
     rows = validate(PROCESSED, rows, "processed manifest")
     if rows.empty:
-        raise PreprocessError(f"preprocess {name}: every clip was rejected; see {out / 'rejects.csv'}")
+        raise PreprocessError(
+            f"preprocess {name}: every clip was rejected; see {out / 'rejects.csv'}"
+        )
 
     # drop outputs of clips that are no longer in the manifest (or now rejected)
     keep = set(ok_ids)

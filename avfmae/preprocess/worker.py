@@ -18,8 +18,14 @@ import time
 import traceback
 from pathlib import Path
 
+import torchcodec.decoders  # noqa: F401  (load the FFmpeg libraries once, in the forkserver)
+import torchcodec.encoders  # noqa: F401
+
 from .clip import ClipJob, ClipResult, process_clip
+from .faces import preload_cascades
 from .settings import Settings
+
+preload_cascades()
 
 __all__ = [
     "WORKER_MODULES", "init_worker", "one_thread", "run_job", "guarded", "stage_alive",

@@ -336,7 +336,10 @@ class ResumableLoader(torch.utils.data.DataLoader):
         self.set_epoch(getattr(sampler, "epoch", 0))
 
     def set_epoch(self, epoch: int) -> None:
-        """Set the sampler's epoch (if it has one) and reseed the loader's generator."""
+        """Set the epoch of the sampler and of the dataset (per-epoch augmentation), and reseed
+        the loader's generator."""
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
         self.generator.manual_seed(derive_seed(self.seed, epoch, get_rank()))

@@ -50,7 +50,9 @@ def test_repro_reruns_exactly_what_changed(micro_repo: Path):
     assert repro(micro_repo) == []
 
     set_params(micro_repo, {"finetune.s3.base_lr": 3.0e-4})
-    assert repro(micro_repo) == ["finetune_s3", "evaluate", "report"]
+    # report reruns only if the new s3 model changes the metrics it reads
+    assert repro(micro_repo) in (["finetune_s3", "evaluate"],
+                                 ["finetune_s3", "evaluate", "report"])
 
     set_params(micro_repo, {"preprocess.face_size": 128})
     assert repro(micro_repo) == ["preprocess", "pretrain", "finetune_s1", "finetune_s2",

@@ -105,6 +105,9 @@ def sample_identity(seed: int, actor: int) -> Identity:
     """Draw actor ``actor``'s identity; depends only on ``(seed, actor)``."""
     rng = identity_rng(seed, actor)
     skin = _pick(rng, _SKIN, 0.04)
+    hair = _pick(rng, _HAIR, 0.08)
+    if np.abs(np.subtract(hair, skin)).mean() < 50:  # hair the colour of skin hides the head
+        hair = tuple(c * 0.55 for c in hair)
     lips_tint = np.array([0.86, 0.58, 0.58]) * rng.uniform(0.9, 1.05)
     low_voice = bool(rng.integers(2))
     return Identity(
@@ -115,7 +118,7 @@ def sample_identity(seed: int, actor: int) -> Identity:
         center_x=float(0.5 + rng.uniform(-0.05, 0.05)),
         center_y=float(0.47 + rng.uniform(-0.025, 0.025)),
         skin=skin,
-        hair=_pick(rng, _HAIR, 0.08),
+        hair=hair,
         iris=_pick(rng, _IRIS, 0.1),
         lips=tuple(float(c) for c in np.clip(np.asarray(skin) * lips_tint, 0, 255)),
         background=_background(rng, skin),

@@ -1,0 +1,210 @@
+"""Speed and memory of the AVF-MAE++ models on the CPU: forward and forward+backward time per
+step and peak RSS, for the classifier and the pretraining model at each scale.
+
+Three attention variants are measured in the same run, each configuration in a fresh process
+(so the peak RSS is that configuration's own):
+
+* ``ours``      — the library as is: SDPA, and the folded LG cross-attentions;
+* ``unfolded``  — SDPA, with the LG cross-attentions computed the plain way;
+* ``naive``     — ``softmax(QKᵀ/√d)V`` written out, LG cross-attentions unfolded (the published
+  code's way of computing attention).
+
+Every figure is one JSON line on stdout. Times are medians (and minima) over ``--runs`` steps
+after ``--warmup`` steps; with ``--rounds`` > 1 the variants alternate and runs are pooled, which
+matters on a shared machine. Settings mirror the published baselines (reference README §7):
+fp32, ``torch.set_num_threads(2)``, classifier in train mode with drop path 0.1, soft-target
+cross-entropy (label smoothing 0.1), 11 classes; pretraining in train mode with dual masks
+(80/800 video and 24/128 audio visible, 400 and 64 decoded), loss = two masked MSEs +
+0.0025·HCMCL.
+
+    .venv/bin/python benchmarks/bench_model.py                       # tiny, small, base
+    .venv/bin/python benchmarks/bench_model.py --scales base --batch-sizes 1 2 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+# Published code on this machine kind, fp32, 2 threads, fwd+bwd seconds (reference README §7):
+# (model, scale, batch) → (median low, median high, peak RSS GiB or None).
+PUBLISHED = {
+    ("classifier", "base", 1): (1.96, 2.28, (2.5, 2.9)),
+    ("classifier", "base", 2): (3.32, 3.92, None),
+    ("pretrain", "base", 1): (1.04, 1.31, (2.2, 2.6)),
+    ("pretrain", "base", 2): (1.48, 1.69, None),
+    ("pretrain", "base", 4): (2.63, 3.03, None),
+}
+VARIANTS = ("ours", "unfolded", "naive")
+
+
+def naive_attention(q, k, v, scale=None):
+    """``softmax(q kᵀ · scale) v`` written out (materialises the attention matrix)."""
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    return (q @ k.transpose(-2, -1) * scale).softmax(dim=-1) @ v
+
+
+def apply_variant(variant: str) -> None:
+    from avfmae.models import attention
+
+    if variant in ("unfolded", "naive"):
+        attention.Attention.forward_few_keys = attention.Attention.forward
+        attention.Attention.forward_few_queries = attention.Attention.forward
+    if variant == "naive":
+        attention.scaled_dot_product_attention = naive_attention
+
+
+def masks(batch: int, seed: int = 0):
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    video = torch.ones(batch, 8, 100, dtype=torch.bool)
+    video_dec = torch.ones(batch, 800, dtype=torch.bool)
+    audio = torch.ones(batch, 128, dtype=torch.bool)
+    audio_dec = torch.ones(batch, 128, dtype=torch.bool)
+    for b in range(batch):
+        video[b, :, torch.randperm(100, generator=g)[:10]] = False
+        video_dec[b, torch.randperm(800, generator=g)[:400]] = False
+        audio[b, torch.randperm(128, generator=g)[:24]] = False
+        audio_dec[b, torch.randperm(128, generator=g)[:64]] = False
+    return video.flatten(1), audio, video_dec, audio_dec
+
+
+def measure(model_kind: str, scale: str, batch: int, variant: str, runs: int, warmup: int,
+            threads: int) -> dict:
+    """Run in the child process: build, warm up, time, report."""
+    import torch
+    import torch.nn.functional as F
+
+    from avfmae.models import create_model
+
+    torch.set_num_threads(threads)
+    apply_variant(variant)
+    torch.manual_seed(0)
+    video, audio = torch.randn(batch, 3, 16, 160, 160), torch.randn(batch, 1, 256, 128)
+    if model_kind == "classifier":
+        model = create_model(scale, num_classes=11)
+        target = torch.full((batch, 11), 0.1 / 11)
+        target[:, 0] += 0.9
+
+        def forward():
+            return model(video, audio)
+
+        def loss_fn(logits):
+            return torch.sum(-target * F.log_softmax(logits, dim=-1), dim=-1).mean()
+    else:
+        model = create_model(scale, pretrain=True, partition="rank")
+        index = model.index_masks(*masks(batch))
+        labels = torch.arange(batch)
+
+        def forward():
+            return model.forward_indexed(video, audio, index)
+
+        def loss_fn(out):
+            loss = 0.0
+            for recon, mask in ((out.video_recon, out.video_loss_mask), (out.audio_recon, out.audio_loss_mask)):
+                loss = loss + ((recon - 0.5).pow(2).mean(-1) * mask).sum() / mask.sum()
+            hcmcl = sum(0.5 * (F.cross_entropy(l, labels) + F.cross_entropy(l.t(), labels))
+                        for l in out.logits_per_video)
+            return loss + 0.0025 * hcmcl
+
+    def train_step():
+        model.train()
+        loss_fn(forward()).backward()
+        model.zero_grad(set_to_none=True)
+
+    def eval_step():
+        model.eval()
+        with torch.no_grad():
+            forward()
+
+    result = {}
+    for name, step in (("fwd_bwd_s", train_step), ("fwd_s", eval_step)):
+        for _ in range(warmup):
+            step()
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - start)
+        result[name] = times
+    result["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    result["params"] = sum(p.numel() for p in model.parameters())
+    return result
+
+
+def run_child(args: argparse.Namespace, model_kind: str, scale: str, batch: int, variant: str) -> dict:
+    cmd = [sys.executable, __file__, "--child", model_kind, scale, str(batch), variant,
+           "--runs", str(args.runs), "--warmup", str(args.warmup), "--threads", str(args.threads)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def emit(**fields) -> None:
+    print(json.dumps(fields), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scales", nargs="+", default=["tiny", "small", "base"])
+    parser.add_argument("--models", nargs="+", default=["classifier", "pretrain"])
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[2])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=1, help="alternate the variants this often")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--child", nargs=4, metavar=("MODEL", "SCALE", "BATCH", "VARIANT"),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        model_kind, scale, batch, variant = args.child
+        result = measure(model_kind, scale, int(batch), variant, args.runs, args.warmup, args.threads)
+        print(json.dumps(result))
+        return
+
+    import torch
+
+    common = {"threads": args.threads, "dtype": "float32", "torch": torch.__version__,
+              "note": "shared CPU: compare only figures from the same run"}
+    for model_kind in args.models:
+        for scale in args.scales:
+            for batch in args.batch_sizes:
+                pooled = {v: {"fwd_bwd_s": [], "fwd_s": [], "peak_rss_gib": 0.0} for v in args.variants}
+                for _ in range(args.rounds):
+                    for variant in args.variants:
+                        r = run_child(args, model_kind, scale, batch, variant)
+                        pooled[variant]["fwd_bwd_s"] += r["fwd_bwd_s"]
+                        pooled[variant]["fwd_s"] += r["fwd_s"]
+                        pooled[variant]["peak_rss_gib"] = max(pooled[variant]["peak_rss_gib"], r["peak_rss_gib"])
+                        pooled[variant]["params"] = r["params"]
+                key = {"model": model_kind, "scale": scale, "batch": batch}
+                for variant, r in pooled.items():
+                    for metric in ("fwd_s", "fwd_bwd_s"):
+                        emit(**key, variant=variant, metric=metric, median=round(statistics.median(r[metric]), 4),
+                             min=round(min(r[metric]), 4), runs=len(r[metric]), **common)
+                    emit(**key, variant=variant, metric="peak_rss_gib", value=round(r["peak_rss_gib"], 3),
+                         params=r["params"], **common)
+                if "ours" in pooled:
+                    ours = statistics.median(pooled["ours"]["fwd_bwd_s"])
+                    for other in ("unfolded", "naive"):
+                        if other in pooled:
+                            emit(**key, metric=f"fwd_bwd_speedup_vs_{other}",
+                                 value=round(statistics.median(pooled[other]["fwd_bwd_s"]) / ours, 3), **common)
+                    published = PUBLISHED.get((model_kind, scale, batch))
+                    if published:
+                        low, high, rss = published
+                        emit(**key, metric="fwd_bwd_speedup_vs_published_readme",
+                             value=[round(low / ours, 3), round(high / ours, 3)],
+                             published_median_s=[low, high], published_peak_rss_gib=rss,
+                             ours_peak_rss_gib=round(pooled["ours"]["peak_rss_gib"], 3),
+                             note="published figures measured on another machine of this kind (README §7)")
+
+
+if __name__ == "__main__":
+    main()

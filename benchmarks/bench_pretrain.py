@@ -1,0 +1,86 @@
+"""Pretraining step throughput and peak memory per scale (one JSON line per scale).
+
+A full optimisation step of the real pretraining objective — per-sample dual masks, forward,
+reconstruction + contrastive losses, backward, AdamW — on random inputs of the real geometry
+(data loading excluded; see bench_loader.py for that). Each scale runs in its own process so
+its peak RSS is its own.
+
+    python benchmarks/bench_pretrain.py                      # tiny small base, fp32 CPU
+    python benchmarks/bench_pretrain.py --scales base --batch 2 --steps 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+DEFAULT_BATCH = {"tiny": 8, "small": 4, "base": 2, "large": 2, "huge": 1}
+
+
+def run_one(scale: str, batch: int, steps: int, threads: int) -> dict:
+    import torch
+
+    from avfmae.config import Params
+    from avfmae.masking import dual_masks
+    from avfmae.models import create_model
+    from avfmae.train.losses import pretraining_losses
+    from avfmae.train.optim import build_optimizer
+    from avfmae.train.seeding import make_generator
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    cfg = Params().pretrain
+    model = create_model(scale, pretrain=True)
+    model.train()
+    opt = build_optimizer(model, lr=1e-4, weight_decay=0.05, betas=(0.9, 0.95))
+    video = torch.randn(batch, 3, 16, 160, 160)
+    audio = torch.randn(batch, 1, 256, 128)
+    times = []
+    for step in range(steps + 1):
+        masks = dual_masks(batch, cfg, generator=make_generator(0, step))
+        start = time.perf_counter()
+        out = model(video, audio, masks["encoder_mask_video"], masks["encoder_mask_audio"],
+                    masks["decoder_mask_video"], masks["decoder_mask_audio"])
+        loss = pretraining_losses(video, audio, masks, out.video_recon, out.audio_recon,
+                                  out.video_embeddings, out.audio_embeddings)["loss_total"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step:  # the first step warms up allocator and kernels
+            times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    return {
+        "benchmark": "pretrain_step", "scale": scale, "batch": batch, "threads": threads,
+        "dtype": "float32", "device": "cpu", "steps": steps,
+        "params_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
+        "step_s_median": round(median, 4), "step_s_min": round(min(times), 4),
+        "clips_per_s": round(batch / median, 2),
+        "peak_rss_GiB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scales", nargs="+", default=["tiny", "small", "base"])
+    ap.add_argument("--batch", type=int, default=None, help="default: per-scale table")
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        print(json.dumps(run_one(args.scales[0], args.batch, args.steps, args.threads)))
+        return
+    for scale in args.scales:
+        batch = args.batch or DEFAULT_BATCH[scale]
+        subprocess.run([sys.executable, __file__, "--one", "--scales", scale, "--batch",
+                        str(batch), "--steps", str(args.steps), "--threads", str(args.threads)],
+                       check=True)
+
+
+if __name__ == "__main__":
+    main()
