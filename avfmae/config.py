@@ -73,9 +73,9 @@ class SyntheticConfig:
 
     seed: int = knob(0, lo=0, help="generator seed; same seed → byte-identical dataset")
     n_speakers: int = knob(12, lo=2, hi=200, help="labeled identities (split into folds)")
-    n_pool_speakers: int = knob(12, lo=0, hi=1000, help="extra identities of the unlabeled pool")
-    clips_per_class: int = knob(2, lo=1, hi=50, help="labeled clips per speaker and class")
-    pool_clips_per_speaker: int = knob(12, lo=0, hi=500, help="unlabeled clips per pool speaker")
+    n_pool_speakers: int = knob(8, lo=0, hi=1000, help="extra identities of the unlabeled pool")
+    clips_per_class: int = knob(1, lo=1, hi=50, help="labeled clips per speaker and class")
+    pool_clips_per_speaker: int = knob(6, lo=0, hi=500, help="unlabeled clips per pool speaker")
     duration_s: float = knob(3.0, lo=1.0, hi=20.0, help="clip length in seconds")
     fps: int = knob(25, lo=10, hi=60, help="video frame rate")
     frame_size: int = knob(224, lo=96, hi=1024, help="rendered frame side in pixels")
@@ -144,10 +144,10 @@ class ModelConfig:
 class PretrainConfig:
     """Self-supervised audio-visual pretraining (SPEC §3, §6)."""
 
-    epochs: int = knob(8, lo=1, hi=10000)
+    epochs: int = knob(5, lo=1, hi=10000)
     warmup_epochs: float = knob(1.0, lo=0.0, hi=1000.0)
     batch_size: int = knob(8, lo=1, hi=4096, help="per-process batch size")
-    base_lr: float = knob(1.5e-4, lo=0.0, lo_open=True, help="scaled by total batch / 256")
+    base_lr: float = knob(4e-2, lo=0.0, lo_open=True, help="scaled by total batch / 256")
     min_lr: float = knob(1e-6, lo=0.0)
     weight_decay: float = knob(0.05, lo=0.0, hi=1.0)
     betas: list[float] = knob([0.9, 0.95])
@@ -179,8 +179,8 @@ class StageConfig:
     weight_decay: float = knob(0.05, lo=0.0, hi=1.0)
     layer_decay: float = knob(0.75, lo=0.0, hi=1.0, lo_open=True)
     drop_path: float = knob(0.1, lo=0.0, hi=1.0)
-    mixup: float = knob(0.8, lo=0.0, help="mixup alpha; 0 = off")
-    cutmix: float = knob(1.0, lo=0.0, help="cutmix alpha; 0 = off")
+    mixup: float = knob(0.0, lo=0.0, help="mixup alpha; 0 = off (published recipe: 0.8)")
+    cutmix: float = knob(0.0, lo=0.0, help="cutmix alpha; 0 = off (published recipe: 1.0)")
     label_smoothing: float = knob(0.1, lo=0.0, hi=1.0)
     freeze_encoders: bool = knob(False, help="train only fusion and head")
 
@@ -197,9 +197,9 @@ class FinetuneConfig:
     amp: Literal["auto", "off", "bf16", "fp16"] = knob("auto")
     num_workers: int = knob(2, lo=0, hi=64)
     seed: int = knob(0, lo=0)
-    s1: StageConfig = knob(StageConfig(epochs=3, base_lr=1e-3))
-    s2: StageConfig = knob(StageConfig(epochs=3, base_lr=1e-3, freeze_encoders=True))
-    s3: StageConfig = knob(StageConfig(epochs=4, base_lr=2e-4))
+    s1: StageConfig = knob(StageConfig(epochs=4, base_lr=3e-2))
+    s2: StageConfig = knob(StageConfig(epochs=2, base_lr=3e-2, freeze_encoders=True))
+    s3: StageConfig = knob(StageConfig(epochs=3, base_lr=1e-2))
 
 
 @dataclass(frozen=True)

@@ -75,8 +75,9 @@ def masks(batch: int, seed: int = 0):
     return video.flatten(1), audio, video_dec, audio_dec
 
 
-def measure(model_kind: str, scale: str, batch: int, variant: str, runs: int, warmup: int,
-            threads: int) -> dict:
+def measure(
+    model_kind: str, scale: str, batch: int, variant: str, runs: int, warmup: int, threads: int
+) -> dict:
     """Run in the child process: build, warm up, time, report."""
     import torch
     import torch.nn.functional as F
@@ -107,7 +108,8 @@ def measure(model_kind: str, scale: str, batch: int, variant: str, runs: int, wa
 
         def loss_fn(out):
             loss = 0.0
-            for recon, mask in ((out.video_recon, out.video_loss_mask), (out.audio_recon, out.audio_loss_mask)):
+            for recon, mask in ((out.video_recon, out.video_loss_mask),
+                                (out.audio_recon, out.audio_loss_mask)):
                 loss = loss + ((recon - 0.5).pow(2).mean(-1) * mask).sum() / mask.sum()
             hcmcl = sum(0.5 * (F.cross_entropy(l, labels) + F.cross_entropy(l.t(), labels))
                         for l in out.logits_per_video)
@@ -138,15 +140,52 @@ def measure(model_kind: str, scale: str, batch: int, variant: str, runs: int, wa
     return result
 
 
-def run_child(args: argparse.Namespace, model_kind: str, scale: str, batch: int, variant: str) -> dict:
-    cmd = [sys.executable, __file__, "--child", model_kind, scale, str(batch), variant,
-           "--runs", str(args.runs), "--warmup", str(args.warmup), "--threads", str(args.threads)]
+def run_child(args: argparse.Namespace, model: str, scale: str, batch: int, variant: str) -> dict:
+    cmd = [
+        sys.executable, __file__, "--child", model, scale, str(batch), variant,
+        "--runs", str(args.runs), "--warmup", str(args.warmup), "--threads", str(args.threads),
+    ]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
 def emit(**fields) -> None:
     print(json.dumps(fields), flush=True)
+
+
+def bench(args: argparse.Namespace, model: str, scale: str, batch: int, common: dict) -> None:
+    """Measure every variant of one configuration and print its figures."""
+    pooled = {v: {"fwd_bwd_s": [], "fwd_s": [], "peak_rss_gib": 0.0} for v in args.variants}
+    for _ in range(args.rounds):
+        for variant in args.variants:
+            r = run_child(args, model, scale, batch, variant)
+            acc = pooled[variant]
+            acc["fwd_bwd_s"] += r["fwd_bwd_s"]
+            acc["fwd_s"] += r["fwd_s"]
+            acc["peak_rss_gib"] = max(acc["peak_rss_gib"], r["peak_rss_gib"])
+            acc["params"] = r["params"]
+    key = {"model": model, "scale": scale, "batch": batch}
+    for variant, r in pooled.items():
+        for metric in ("fwd_s", "fwd_bwd_s"):
+            emit(**key, variant=variant, metric=metric, runs=len(r[metric]),
+                 median=round(statistics.median(r[metric]), 4), min=round(min(r[metric]), 4),
+                 **common)
+        emit(**key, variant=variant, metric="peak_rss_gib", value=round(r["peak_rss_gib"], 3),
+             params=r["params"], **common)
+    if "ours" not in pooled:
+        return
+    ours = statistics.median(pooled["ours"]["fwd_bwd_s"])
+    for other in ("unfolded", "naive"):
+        if other in pooled:
+            ratio = statistics.median(pooled[other]["fwd_bwd_s"]) / ours
+            emit(**key, metric=f"fwd_bwd_speedup_vs_{other}", value=round(ratio, 3), **common)
+    if (model, scale, batch) in PUBLISHED:
+        low, high, rss = PUBLISHED[(model, scale, batch)]
+        emit(**key, metric="fwd_bwd_speedup_vs_published_readme",
+             value=[round(low / ours, 3), round(high / ours, 3)], published_median_s=[low, high],
+             published_peak_rss_gib=rss, ours_peak_rss_gib=round(pooled["ours"]["peak_rss_gib"], 3),
+             **{**common, "note": "published figures from reference README §7 (same machine "
+                                   "kind, another time): indicative only"})
 
 
 def main() -> None:
@@ -163,47 +202,19 @@ def main() -> None:
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        model_kind, scale, batch, variant = args.child
-        result = measure(model_kind, scale, int(batch), variant, args.runs, args.warmup, args.threads)
-        print(json.dumps(result))
+        model, scale, batch, variant = args.child
+        print(json.dumps(measure(model, scale, int(batch), variant, args.runs, args.warmup,
+                                 args.threads)))
         return
 
     import torch
 
     common = {"threads": args.threads, "dtype": "float32", "torch": torch.__version__,
               "note": "shared CPU: compare only figures from the same run"}
-    for model_kind in args.models:
+    for model in args.models:
         for scale in args.scales:
             for batch in args.batch_sizes:
-                pooled = {v: {"fwd_bwd_s": [], "fwd_s": [], "peak_rss_gib": 0.0} for v in args.variants}
-                for _ in range(args.rounds):
-                    for variant in args.variants:
-                        r = run_child(args, model_kind, scale, batch, variant)
-                        pooled[variant]["fwd_bwd_s"] += r["fwd_bwd_s"]
-                        pooled[variant]["fwd_s"] += r["fwd_s"]
-                        pooled[variant]["peak_rss_gib"] = max(pooled[variant]["peak_rss_gib"], r["peak_rss_gib"])
-                        pooled[variant]["params"] = r["params"]
-                key = {"model": model_kind, "scale": scale, "batch": batch}
-                for variant, r in pooled.items():
-                    for metric in ("fwd_s", "fwd_bwd_s"):
-                        emit(**key, variant=variant, metric=metric, median=round(statistics.median(r[metric]), 4),
-                             min=round(min(r[metric]), 4), runs=len(r[metric]), **common)
-                    emit(**key, variant=variant, metric="peak_rss_gib", value=round(r["peak_rss_gib"], 3),
-                         params=r["params"], **common)
-                if "ours" in pooled:
-                    ours = statistics.median(pooled["ours"]["fwd_bwd_s"])
-                    for other in ("unfolded", "naive"):
-                        if other in pooled:
-                            emit(**key, metric=f"fwd_bwd_speedup_vs_{other}",
-                                 value=round(statistics.median(pooled[other]["fwd_bwd_s"]) / ours, 3), **common)
-                    published = PUBLISHED.get((model_kind, scale, batch))
-                    if published:
-                        low, high, rss = published
-                        emit(**key, metric="fwd_bwd_speedup_vs_published_readme",
-                             value=[round(low / ours, 3), round(high / ours, 3)],
-                             published_median_s=[low, high], published_peak_rss_gib=rss,
-                             ours_peak_rss_gib=round(pooled["ours"]["peak_rss_gib"], 3),
-                             note="published figures measured on another machine of this kind (README §7)")
+                bench(args, model, scale, batch, common)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,17 @@ from avfmae.models.patch_embed import PatchEmbed
 from avfmae.models.pos_embed import sinusoid_table
 from avfmae.models.regions import RegionGrid
 
+
 REFERENCE = Path("/work/shared/reference")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    """One intra-op thread: these models are small, and the test machine's cores are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _naive_attention(attn: Attention, x: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
@@ -35,12 +45,13 @@ def test_attention_forms_agree():
         nn.init.normal_(p, std=0.2)
     many, few = torch.randn(2, 50, 64), torch.randn(2, 8, 64)
     with torch.no_grad():
-        torch.testing.assert_close(attn(many), _naive_attention(attn, many, many), rtol=1e-5, atol=1e-5)
+        close = dict(rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(attn(many), _naive_attention(attn, many, many), **close)
         expected = _naive_attention(attn, many, few)
-        torch.testing.assert_close(attn(many, few), expected, rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(attn.forward_few_keys(many, few), expected, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(attn(many, few), expected, **close)
+        torch.testing.assert_close(attn.forward_few_keys(many, few), expected, **close)
         expected = _naive_attention(attn, few, many)
-        torch.testing.assert_close(attn.forward_few_queries(few, many), expected, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(attn.forward_few_queries(few, many), expected, **close)
     assert not any("k_bias" in n for n, _ in attn.named_parameters())
 
 
@@ -55,7 +66,9 @@ def test_attention_without_bias():
 @pytest.mark.skipif(not (REFERENCE / "vector_pretrain_small.pt").exists(), reason="no vectors")
 def test_sinusoid_tables_equal_published():
     tables = torch.load(REFERENCE / "vector_pretrain_small.pt", weights_only=True)["fixed_tables"]
-    assert set(tables) == {"encoder.pos_embed", "encoder_audio.pos_embed", "pos_embed", "pos_embed_audio"}
+    assert set(tables) == {
+        "encoder.pos_embed", "encoder_audio.pos_embed", "pos_embed", "pos_embed_audio"
+    }
     for table in tables.values():
         assert torch.equal(sinusoid_table(table.shape[1], table.shape[2]), table[0])
     model = create_model("tiny", pretrain=True)
@@ -72,7 +85,8 @@ def test_norm_eps(reference_compatible):
         create_model("tiny", reference_compatible=reference_compatible),
         create_model("tiny", pretrain=True, reference_compatible=reference_compatible),
     ):
-        norms = {n: m for n, m in model.named_modules() if isinstance(m, (nn.LayerNorm, nn.BatchNorm1d))}
+        kinds = (nn.LayerNorm, nn.BatchNorm1d)
+        norms = {n: m for n, m in model.named_modules() if isinstance(m, kinds)}
         assert norms.pop("fusion.refine.norm").eps == 1e-5
         for part in ("video", "audio"):
             er = norms.pop(f"fusion.refine.{part}_norm")
@@ -131,6 +145,6 @@ def test_patch_embed_gather_equals_conv():
     ):
         full = embed(x)
         index = torch.stack([torch.randperm(full.shape[1])[:20] for _ in range(2)])
+        expected = full.gather(1, index[..., None].expand(-1, -1, 32))
         with torch.no_grad():
-            torch.testing.assert_close(embed(x, index), full.gather(1, index[..., None].expand(-1, -1, 32)),
-                                       rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(embed(x, index), expected, rtol=1e-5, atol=1e-5)

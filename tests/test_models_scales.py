@@ -6,12 +6,29 @@ import pytest
 import timm
 import torch
 
+from avfmae.models import (
+    SCALES,
+    AVFClassifier,
+    AVFPretrain,
+    create_model,
+    get_scale,
+    scale_names,
+)
 from avfmae.models.regions import RegionGrid
-from avfmae.models import SCALES, AVFClassifier, AVFPretrain, create_model, get_scale, scale_names
+
 
 FINETUNE_PARAMS = {"base": 169_122_851, "large": 303_233_319, "huge": 521_309_229}
 PRETRAIN_PARAMS = {"base": 187_942_660, "large": 336_322_308, "huge": 572_665_092}
 BIG = ("base", "large", "huge")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    """One intra-op thread: these models are small, and the test machine's cores are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _count(model: torch.nn.Module) -> int:
@@ -78,12 +95,13 @@ def test_parameter_counts_other_heads_and_er_norm(meta_models):
 
 def test_published_scale_fields():
     b, l, h = SCALES["base"], SCALES["large"], SCALES["huge"]
-    assert (b.embed_dim, b.num_heads, b.video_depth, b.audio_depth, b.fusion_depth) == (512, 8, 10, 10, 2)
-    assert (b.decoder_embed_dim, b.decoder_num_heads, b.decoder_depth, b.skip_layers) == (384, 6, 4, (3, 6, 9))
-    assert (l.embed_dim, l.num_heads, l.video_depth, l.decoder_embed_dim, l.decoder_num_heads) == (640, 10, 12, 512, 8)
-    assert l.skip_layers == (3, 7, 11)
-    assert (h.embed_dim, h.num_heads, h.video_depth, h.decoder_embed_dim, h.decoder_num_heads) == (768, 12, 15, 640, 8)
-    assert h.skip_layers == (4, 9, 14)
+    def sizes(s):
+        return (s.embed_dim, s.num_heads, s.video_depth, s.audio_depth, s.fusion_depth,
+                s.decoder_embed_dim, s.decoder_num_heads, s.decoder_depth, s.skip_layers)
+
+    assert sizes(b) == (512, 8, 10, 10, 2, 384, 6, 4, (3, 6, 9))
+    assert sizes(l) == (640, 10, 12, 12, 2, 512, 8, 4, (3, 7, 11))
+    assert sizes(h) == (768, 12, 15, 15, 2, 640, 8, 4, (4, 9, 14))
     assert all(s.fusion_num_heads == s.num_heads for s in (b, l, h))
     assert scale_names() == ["tiny", "small", "base", "large", "huge"]
 
@@ -98,7 +116,8 @@ def test_scale_validation_and_overrides():
     with pytest.raises(ValueError, match="divisible"):
         get_scale("tiny", num_heads=5)
     deeper = get_scale("base", depth=4)
-    assert (deeper.video_depth, deeper.audio_depth, deeper.skip_layers, deeper.decoder_depth) == (4, 4, (1, 2, 3), 4)
+    assert (deeper.video_depth, deeper.audio_depth) == (4, 4)
+    assert (deeper.skip_layers, deeper.decoder_depth) == ((1, 2, 3), 4)
     with pytest.raises(ValueError, match="region"):
         create_model("tiny", video_region=(3, 5, 10))
 

@@ -13,9 +13,19 @@ from avfmae.models import create_model
 from avfmae.models.regions import RegionGrid
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    """One intra-op thread: these models are small, and the test machine's cores are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _inputs(batch: int) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(1)
-    return torch.randn(batch, 3, 16, 160, 160, generator=g), torch.randn(batch, 1, 256, 128, generator=g)
+    video = torch.randn(batch, 3, 16, 160, 160, generator=g)
+    return video, torch.randn(batch, 1, 256, 128, generator=g)
 
 
 def _window_masks(batch: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -45,7 +55,8 @@ def _tube_masks(batch: int) -> tuple[torch.Tensor, ...]:
 
 def _pretrain_loss(out) -> torch.Tensor:
     loss = 0.0
-    for recon, mask in ((out.video_recon, out.video_loss_mask), (out.audio_recon, out.audio_loss_mask)):
+    pairs = ((out.video_recon, out.video_loss_mask), (out.audio_recon, out.audio_loss_mask))
+    for recon, mask in pairs:
         per_row = recon.pow(2).mean(-1)
         loss = loss + (per_row * mask).sum() / mask.sum().clamp(min=1)
     labels = torch.arange(out.logits_per_video[0].shape[0])
@@ -109,14 +120,21 @@ def test_heads_api():
 @pytest.mark.parametrize("mode", ["window", "rank", "reference"])
 def test_pretrain_gradients_reach_every_parameter(mode):
     torch.manual_seed(0)
-    kwargs = {"window": {}, "rank": {"partition": "rank"}, "reference": {"reference_compatible": True}}[mode]
+    kwargs = {
+        "window": {}, "rank": {"partition": "rank"}, "reference": {"reference_compatible": True}
+    }[mode]
     model = create_model("tiny", pretrain=True, **kwargs).train()
     video, audio = _inputs(2)
     masks = _window_masks(2) if mode == "window" else _tube_masks(2)
     _pretrain_loss(model(video, audio, *masks)).backward()
-    # Pretraining drops the region tokens after the last LG block, so that block's local →
-    # region step cannot reach the loss (as published); it is trained by fine-tuning.
-    _assert_all_grads(model, r"_encoder\.blocks\.1\.aggregate_")
+    # Structural zeros, as in the published model; fine-tuning trains these parameters:
+    # pretraining drops the region tokens after the last LG block, so that block's local →
+    # region step cannot reach the loss; and HAFE's cross-attention has a single key (the joint
+    # query is one token), so its softmax is constant and its query side has no effect.
+    _assert_all_grads(
+        model,
+        r"_encoder\.blocks\.1\.aggregate_|hafe\.cross_attn\.q(\.|_bias)|hafe\.\w+_query_norm",
+    )
 
 
 def test_default_pretraining_trains_at_batch_one():
@@ -146,6 +164,8 @@ def test_mask_validation():
         create_model("tiny", pretrain=True, partition="rank")(video, audio, video_mask, uneven)
     with pytest.raises(ValueError, match="800 tokens|expects"):
         model(video, audio, video_mask[:, :400], audio_mask)
+    with pytest.raises(ValueError, match="or an index"):
+        model(video, audio)
     with pytest.raises(ValueError, match="rank partition"):
         create_model("tiny", pretrain=True, reference_compatible=True, partition="window")
 
@@ -163,12 +183,26 @@ def test_window_partition_is_order_equivariant():
     assert torch.equal(region[index.video.layout], torch.arange(8).view(1, 8, 1).expand(2, 8, 10))
     with torch.no_grad():
         out = model.forward_indexed(video, audio, index)
+        assert torch.equal(model(video, audio, index=index).video_recon, out.video_recon)
         # Shuffle slots within each region (same regions, same positions): same reconstructions.
         perm = torch.randperm(10)
         index.video.layout = index.video.layout[:, :, perm]
         index.video.position = index.video.layout.flatten(1)
         shuffled = model.forward_indexed(video, audio, index)
     torch.testing.assert_close(shuffled.video_recon, out.video_recon, rtol=1e-4, atol=1e-4)
+
+
+def test_no_weight_decay_names():
+    pretrainer = create_model("tiny", pretrain=True)
+    assert pretrainer.no_weight_decay() == {
+        "video_encoder.region_tokens", "audio_encoder.region_tokens",
+        "video_decoder.mask_token", "audio_decoder.mask_token",
+    }
+    classifier = create_model("tiny")
+    assert classifier.no_weight_decay() == {
+        "video_encoder.region_tokens", "audio_encoder.region_tokens",
+        "video_layer_weights", "audio_layer_weights",
+    }
 
 
 def test_layer_ids_and_decay_scales():

@@ -48,6 +48,13 @@ class AVFClassifier(nn.Module):
 
     Inputs: ``video`` (B, 3, 16, 160, 160) ImageNet-normalised; ``audio`` (B, 1, 256, 128)
     normalised log-mel fbank (time × mel).
+
+    Submodules (names shared with :class:`~avfmae.models.pretrain.AVFPretrain`, so a pretraining
+    state dict loads directly): ``video_encoder``, ``audio_encoder``, ``fusion``, then
+    ``video_layer_weights``/``audio_layer_weights``, ``fc_norm``, ``head``/``heads``. Freezing the
+    encoders (stage s2) is ``model.video_encoder.requires_grad_(False)`` and likewise for audio.
+    ``head_init_scale`` multiplies the fresh heads' trunc-normal(0.02) weights (the published AV
+    head ignored ``--init_scale``, SPEC §12 item 6).
     """
 
     def __init__(

@@ -87,8 +87,9 @@ class AVFPretrain(nn.Module):
     tokens from the encoder (every sample must keep the same number visible); the decoder masks
     (same shapes) mark positions that are *not* reconstructed (VideoMAE-V2 dual masking; decoded =
     ``~decoder_mask``). A missing decoder mask decodes every encoder-masked position. Returns a
-    :class:`PretrainOutput`. :meth:`index_masks` + :meth:`forward_indexed` split the same call in
-    two, so that indices can be built on the CPU (e.g. in data-loader workers).
+    :class:`PretrainOutput`. :meth:`index_masks` turns masks into a :class:`PretrainIndex`, which
+    ``forward(video, audio, index=...)`` also accepts, so indices can be built on the CPU (e.g.
+    in data-loader workers) and the forward has no data-dependent shapes.
 
     **Steps.** (1) The visible tokens are split into the 8 LG regions per modality and encoded;
     the LN'd local tokens of the ``skip_layers`` are kept (the last is the encoder output).
@@ -109,6 +110,14 @@ class AVFPretrain(nn.Module):
     partition (audio's rank layout is ascending). With the default ``False``, each visible token
     gets its own position and ER uses a LayerNorm over channels (``er_norm`` can override this
     choice independently, e.g. to load published ER BatchNorm statistics).
+
+    **Gradients.** Every parameter takes part in the graph (DDP needs no
+    ``find_unused_parameters``), but two groups get exactly zero gradient in pretraining, as in
+    the published model, and are only trained by fine-tuning: the last LG block's local → region
+    step (``*_encoder.blocks.<last>.aggregate_*``: region tokens are dropped after the last
+    block) and the query side of HAFE's cross-attention (``fusion.hafe.cross_attn.q*``,
+    ``fusion.hafe.*_query_norm``: the joint query is a single token, so that softmax is
+    constant). The contrastive logits need a batch of at least 2 to mean anything.
     """
 
     def __init__(
@@ -169,6 +178,12 @@ class AVFPretrain(nn.Module):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
 
+    def no_weight_decay(self) -> set[str]:
+        """Parameters exempt from weight decay besides biases and norms (matched by suffix,
+        SPEC §12 item 19): the region tokens and the mask tokens."""
+        keep = ("region_tokens", "mask_token")
+        return {n for n, _ in self.named_parameters() if n.split(".")[-1] in keep}
+
     # --- masks → indices ---------------------------------------------------------------------
 
     def _index_modality(
@@ -216,12 +231,20 @@ class AVFPretrain(nn.Module):
         self,
         video: Tensor,
         audio: Tensor,
-        video_mask: Tensor,
-        audio_mask: Tensor,
+        video_mask: Tensor | None = None,
+        audio_mask: Tensor | None = None,
         video_decoder_mask: Tensor | None = None,
         audio_decoder_mask: Tensor | None = None,
+        *,
+        index: PretrainIndex | None = None,
     ) -> PretrainOutput:
-        index = self.index_masks(video_mask, audio_mask, video_decoder_mask, audio_decoder_mask)
+        """Masks as described in the class docstring, or a prebuilt ``index`` instead (e.g. from
+        :meth:`index_masks` in a data-loader worker; this also keeps the call free of
+        data-dependent shapes for ``torch.compile``)."""
+        if index is None:
+            if video_mask is None or audio_mask is None:
+                raise ValueError("pass the encoder masks (video_mask, audio_mask) or an index")
+            index = self.index_masks(video_mask, audio_mask, video_decoder_mask, audio_decoder_mask)
         return self.forward_indexed(video, audio, index.to(video.device))
 
     def forward_indexed(self, video: Tensor, audio: Tensor, index: PretrainIndex) -> PretrainOutput:

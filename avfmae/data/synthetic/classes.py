@@ -89,21 +89,21 @@ FACE_PATTERNS: dict[str, FacePattern] = {
             "relaxed",
             "still face: level brows, closed-lip resting mouth, no expression onset",
             mouth_curve=0.0, mouth_width=1.0, mouth_open=0.0, brow_raise=0.0, brow_knit=0.0,
-            eye_open=1.0, cheek=0.0, head_pitch=0.0, head_roll=0.0, sway=0.4,
+            eye_open=1.0, cheek=0.0, head_pitch=0.0, head_roll=0.0, sway=0.3,
         ),
         FacePattern(
             "smile",
             "smile: mouth corners up and wider, teeth shown, raised cheeks with nasolabial "
             "folds, slightly narrowed eyes, brows a little up, head tilts sideways",
             mouth_curve=0.13, mouth_width=1.25, mouth_open=0.07, brow_raise=0.03, brow_knit=0.0,
-            eye_open=0.78, cheek=1.0, head_pitch=-0.02, head_roll=4.0, sway=0.6,
+            eye_open=0.78, cheek=1.0, head_pitch=-0.02, head_roll=4.0, sway=0.4,
         ),
         FacePattern(
             "frown",
             "frown: brows lowered and knitted with vertical furrows between them, mouth corners "
             "turned down and narrower, head lowered",
             mouth_curve=-0.08, mouth_width=0.88, mouth_open=0.0, brow_raise=-0.05, brow_knit=1.0,
-            eye_open=0.9, cheek=0.0, head_pitch=0.05, head_roll=0.0, sway=0.6,
+            eye_open=0.9, cheek=0.0, head_pitch=0.05, head_roll=0.0, sway=0.4,
         ),
     )
 }

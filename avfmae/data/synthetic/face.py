@@ -65,8 +65,8 @@ def face_track(
     duration = n_frames / fps
     onset = rng.uniform(0.05, 0.25) * duration
     rise = rng.uniform(0.15, 0.3) * duration
-    release = rng.uniform(0.0, 0.25)  # partial relaxation towards the end
-    apex = rng.uniform(0.8, 1.0)
+    release = rng.uniform(0.0, 0.15)  # partial relaxation towards the end
+    apex = rng.uniform(0.9, 1.0)
     expression = apex * _smoothstep((t - onset) / rise)
     expression *= 1 - release * _smoothstep((t - 0.85 * duration) / (0.15 * duration))
 
@@ -255,7 +255,7 @@ class FaceRenderer:
 
         # hair over the forehead and temples
         brows = ident.eye_y - ident.brow_gap + ident.brow_offset
-        hairline = brows - ident.forehead * (1.3 if style == "receding" else 1.0)
+        hairline = brows - ident.forehead * (1.15 if style == "receding" else 1.0)
         v_line = np.minimum(hairline, -0.55) + 0.5 * u**2
         rh = np.sqrt((u / 1.07) ** 2 + ((v + 0.03) / 1.08) ** 2)
         top = np.clip((1 - rh) * px, 0, 1) * np.clip((v_line - v) * self.b / 1.5, 0, 1)

@@ -125,7 +125,7 @@ def sample_identity(seed: int, actor: int) -> Identity:
         background_texture=float(rng.uniform(0.03, 0.12)),
         clothes=tuple(float(c) for c in rng.uniform(20, 220, 3)),
         hair_style=HAIR_STYLES[int(rng.integers(len(HAIR_STYLES)))],
-        forehead=float(rng.uniform(0.3, 0.45)),
+        forehead=float(rng.uniform(0.28, 0.4)),
         light=(float(rng.uniform(-0.45, 0.45)), float(rng.uniform(-0.5, -0.2))),
         eye_x=float(rng.uniform(0.36, 0.42)),
         eye_y=float(rng.uniform(-0.16, -0.08)),

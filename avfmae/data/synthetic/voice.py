@@ -40,6 +40,9 @@ STATEMENTS: dict[int, tuple[tuple[str, str], ...]] = {
     1: (("i", "p"), ("a", ""), ("o", "p"), ("i", "p"), ("a", "p"), ("er", "s"), ("o", "p")),
     2: (("o", "p"), ("a", ""), ("i", "s"), ("i", "p"), ("a", "p"), ("er", "s"), ("o", "p")),
 }
+# lexically stressed syllables of each statement (KIDS are TALK-ing by the DOOR): they carry
+# the pitch accents, so a voice pattern's pitch level is stable from clip to clip
+STRESSED: dict[int, tuple[int, ...]] = {1: (0, 2, 6), 2: (0, 2, 6)}
 _BANDWIDTHS = np.array([80.0, 100.0, 140.0, 220.0])
 _F4 = 3500.0
 _BLOCK_S = 0.005
@@ -96,7 +99,7 @@ def synthesize(
     n = int(round(duration * sr))
     syl_text = STATEMENTS[statement]
     rate = ident.rate * voice.tempo * rng.uniform(0.95, 1.05)
-    accent_p = 0.3 + 0.3 * (voice.pitch_range > 2)
+    stressed = STRESSED[statement]
 
     # --- syllable schedule: phrases of the statement separated by pauses
     sylls = []  # (start, dur, vowel, consonant, accent, phrase_pos, phrase_final)
@@ -109,7 +112,7 @@ def synthesize(
             if t + dur > limit:
                 done = True
                 break
-            accent = voice.pitch_range * rng.uniform(0.6, 1.0) if rng.random() < accent_p else 0.0
+            accent = voice.pitch_range * rng.uniform(0.75, 1.0) if k in stressed else 0.0
             sylls.append((t, dur, vowel, cons, accent, k / (len(syl_text) - 1),
                           k == len(syl_text) - 1))
             t += dur
