@@ -72,13 +72,15 @@ class SyntheticConfig:
     """The embedded synthetic dataset (see ``data/README.md`` for what each class looks like)."""
 
     seed: int = knob(0, lo=0, help="generator seed; same seed → byte-identical dataset")
-    n_speakers: int = knob(12, lo=2, hi=200, help="labeled identities (split into folds)")
-    n_pool_speakers: int = knob(8, lo=0, hi=1000, help="extra identities of the unlabeled pool")
+    n_speakers: int = knob(12, lo=2, hi=98, help="labeled identities (split into folds)")
+    n_pool_speakers: int = knob(
+        8, lo=0, hi=97, help="extra identities of the unlabeled pool (actors in all ≤ 99)"
+    )
     clips_per_class: int = knob(1, lo=1, hi=50, help="labeled clips per speaker and class")
-    pool_clips_per_speaker: int = knob(6, lo=0, hi=500, help="unlabeled clips per pool speaker")
+    pool_clips_per_speaker: int = knob(6, lo=0, hi=198, help="unlabeled clips per pool speaker")
     duration_s: float = knob(3.0, lo=1.0, hi=20.0, help="clip length in seconds")
     fps: int = knob(25, lo=10, hi=60, help="video frame rate")
-    frame_size: int = knob(224, lo=96, hi=1024, help="rendered frame side in pixels")
+    frame_size: int = knob(224, lo=96, hi=1024, help="rendered frame side in pixels (even)")
     sample_rate: int = knob(16000, lo=8000, hi=48000, help="audio sample rate of the MP4 track")
 
 

@@ -28,8 +28,11 @@ PRETRAIN_ENCODER = "models/pretrain/encoder.safetensors"
 class Stage:
     """One pipeline stage.
 
-    ``deps``/``outs`` map a role name to a path template; ``persist`` outs survive reruns (the
-    trainers resume from them); ``params`` are dotted ``params.yaml`` keys whose edits rerun it.
+    ``deps``/``outs`` map a role name to a path template; ``params`` are dotted ``params.yaml``
+    keys whose edits rerun it. Training stages keep resumable checkpoints under ``runs/``, which
+    is deliberately not an output: neither orchestrator deletes undeclared folders before a
+    rerun, so an interrupted stage resumes, and a fresh clone has nothing missing after
+    ``dvc pull`` (an uncached ``persist`` out would show as deleted in ``dvc status``).
     """
 
     name: str
@@ -37,7 +40,6 @@ class Stage:
     wildcards: tuple[str, ...] = ()
     deps: dict[str, str] = field(default_factory=dict)
     outs: dict[str, str] = field(default_factory=dict)
-    persist: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, str] = field(default_factory=dict)
     plots: dict[str, str] = field(default_factory=dict)
     params: tuple[str, ...] = ()
@@ -55,7 +57,6 @@ def _finetune_stage(name: str) -> Stage:
         wildcards=("ds", "fold"),
         deps={"clips": "data/processed/{ds}", "splits": "data/interim/{ds}"},
         outs={"model": f"models/finetune/{{ds}}/fold{{fold}}/{name}"},
-        persist={"run": f"runs/finetune/{{ds}}/fold{{fold}}/{name}"},
         metrics={"selection": f"metrics/{{ds}}/fold{{fold}}/{name}.json"},
         plots={"curves": f"plots/finetune/{{ds}}/fold{{fold}}/{name}.csv"},
         params=("model", "data.datasets", "finetune.init", "finetune.modality",
@@ -96,7 +97,6 @@ STAGES: tuple[Stage, ...] = (
         name="pretrain",
         cmd="avfmae pretrain",
         outs={"encoder": PRETRAIN_ENCODER},
-        persist={"run": "runs/pretrain"},
         metrics={"summary": "metrics/pretrain.json"},
         plots={"figures": "plots/pretrain"},
         params=("model", "pretrain", "data.pretrain_pool"),
@@ -224,7 +224,6 @@ def _dvc_stage(s: Stage, params: Params) -> dict[str, Any]:
     if s.params:
         body["params"] = list(s.params)
     outs: list[Any] = [o.format(**fill) for o in s.outs.values()]
-    outs += [{p.format(**fill): {"persist": True, "cache": False}} for p in s.persist.values()]
     body["outs"] = outs
     if s.metrics:
         body["metrics"] = [{m.format(**fill): {"cache": False}} for m in s.metrics.values()]

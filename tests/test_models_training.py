@@ -133,7 +133,7 @@ def test_pretrain_gradients_reach_every_parameter(mode):
     # query is one token), so its softmax is constant and its query side has no effect.
     _assert_all_grads(
         model,
-        r"_encoder\.blocks\.1\.aggregate_|hafe\.cross_attn\.q(\.|_bias)|hafe\.\w+_query_norm",
+        r"_encoder\.blocks\.1\.aggregate_|hafe\.cross_attn\.q(\.|_bias)|hafe\.\w+\.query_norm",
     )
 
 

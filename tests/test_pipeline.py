@@ -27,7 +27,7 @@ def _dvc_jobs(repo: Path) -> set[tuple[str, tuple[str, ...], tuple[str, ...]]]:
     with Repo(str(repo)) as dvc:
         for s in dvc.index.stages:
             deps = tuple(sorted(str(d.def_path) for d in s.deps if d.def_path != "params.yaml"))
-            outs = tuple(sorted(str(o.def_path) for o in s.outs if not o.persist))
+            outs = tuple(sorted(str(o.def_path) for o in s.outs))
             jobs.add((s.cmd, deps, outs))
     return jobs
 

@@ -86,6 +86,11 @@ def test_bad_config_fails_before_work(tmp_path):
     with pytest.raises(ConfigError, match="frame_size"):
         generate(SyntheticConfig(frame_size=225), tmp_path / "x")
     assert not any(tmp_path.iterdir())
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "precious.txt").write_text("not a dataset")
+    with pytest.raises(FileExistsError, match="not a synthetic dataset"):
+        generate(SyntheticConfig(), tmp_path / "x")
+    assert (tmp_path / "x" / "precious.txt").is_file()
 
 
 # ------------------------------------------------------------------------------------- layout
@@ -207,7 +212,7 @@ def test_haar_face_detector_finds_every_face(dataset):
 
 # ------------------------------------------------------------------------- separable by design
 def _audio_features(path: Path) -> tuple[float, float]:
-    """(log2 median F0 of voiced frames, speech level in dB) from the MP4's audio track."""
+    """(mean log2 F0 of voiced frames, speech level in dB) from the MP4's audio track."""
     import torchaudio
 
     wav, sr = torchaudio.load(str(path))
@@ -222,9 +227,9 @@ def _audio_features(path: Path) -> tuple[float, float]:
     lo, hi = int(sr / 500), int(sr / 70)
     lag = lo + ac[:, lo:hi].argmax(axis=1)
     periodic = ac[np.arange(len(ac)), lag] > 0.3 * ac[:, 0]
-    f0 = np.median(sr / lag[periodic])
+    log_f0 = np.log2(sr / lag[periodic]).mean()
     loud = np.sort(energy)[len(energy) // 2 :]  # the louder half: speech, not pauses
-    return float(np.log2(f0)), float(10 * np.log10(loud.mean()))
+    return float(log_f0), float(10 * np.log10(loud.mean()))
 
 
 def _apex_face(path: Path) -> tuple[np.ndarray, np.ndarray]:

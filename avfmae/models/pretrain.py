@@ -116,7 +116,7 @@ class AVFPretrain(nn.Module):
     the published model, and are only trained by fine-tuning: the last LG block's local → region
     step (``*_encoder.blocks.<last>.aggregate_*``: region tokens are dropped after the last
     block) and the query side of HAFE's cross-attention (``fusion.hafe.cross_attn.q*``,
-    ``fusion.hafe.*_query_norm``: the joint query is a single token, so that softmax is
+    ``fusion.hafe.*.query_norm``: the joint query is a single token, so that softmax is
     constant). The contrastive logits need a batch of at least 2 to mean anything.
     """
 

@@ -20,6 +20,7 @@ whose ``synthetic.json`` matches the config and generator version is left untouc
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import multiprocessing
 import os
@@ -225,6 +226,13 @@ def _is_complete(out_dir: Path, expected: dict) -> bool:
         return False
 
 
+def _source_hash() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def _worker(args: tuple[SyntheticConfig, list[ClipSpec], list[str]]) -> int:
     cfg, specs, outs = args
     render_batch(cfg, specs, [Path(o) for o in outs])
@@ -243,9 +251,15 @@ def generate(cfg: SyntheticConfig, out_dir: Path, workers: int = 0, progress: bo
     expected = manifest(cfg)  # validates cfg before any work
     if _is_complete(out_dir, expected):
         return out_dir
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file():
+        raise FileExistsError(
+            f"{out_dir} exists and is not a synthetic dataset (no {MANIFEST}); refusing to "
+            "replace it: remove it or choose another folder")
     ffmpeg_binary()
     partial = out_dir.with_name(f".{out_dir.name}.partial")
-    fingerprint = _dump({"version": GENERATOR_VERSION, "config": expected["config"]})
+    # resume only clips made by this very code and config
+    fingerprint = _dump({"version": GENERATOR_VERSION, "config": expected["config"],
+                         "source": _source_hash()})
     fp_file = partial / _FINGERPRINT
     if partial.exists() and not (fp_file.is_file() and fp_file.read_text() == fingerprint):
         shutil.rmtree(partial)

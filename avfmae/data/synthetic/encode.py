@@ -26,7 +26,8 @@ __all__ = ["FFmpegError", "ClipMedia", "ffmpeg_binary", "stage_clip", "encode_ba
            "encode_mp4"]
 
 VIDEO_ARGS = ("-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p",
-              "-profile:v", "high", "-threads", "1", "-x264-params", "threads=1:lookahead-threads=1")
+              "-profile:v", "high", "-threads", "1",
+              "-x264-params", "threads=1:lookahead-threads=1")
 AUDIO_ARGS = ("-c:a", "aac", "-b:a", "64k", "-ac", "1")
 BITEXACT_ARGS = ("-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact",
                  "-map_metadata", "-1", "-map_chapters", "-1")
