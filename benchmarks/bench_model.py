@@ -59,6 +59,31 @@ def apply_variant(variant: str) -> None:
         attention.scaled_dot_product_attention = naive_attention
 
 
+def count_gflop(step) -> float:
+    """Floating-point operations of one call of ``step`` (matmuls, convolutions and attention;
+    the CPU SDPA kernels are registered with the standard SDPA formulas)."""
+    import torch
+    from torch.utils import flop_counter
+
+    aten = torch.ops.aten
+    formulas = flop_counter.flop_registry
+    if aten._scaled_dot_product_flash_attention_for_cpu not in formulas:
+
+        def forward(q, k, v, *args, out_shape=None, **kwargs):
+            return flop_counter.sdpa_flop_count(q, k, v)
+
+        def backward(grad, q, k, v, *args, out_shape=None, **kwargs):
+            return flop_counter.sdpa_backward_flop_count(grad, q, k, v)
+
+        flop_counter.register_flop_formula(aten._scaled_dot_product_flash_attention_for_cpu)(
+            forward)
+        flop_counter.register_flop_formula(
+            aten._scaled_dot_product_flash_attention_for_cpu_backward)(backward)
+    with flop_counter.FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops() / 1e9
+
+
 def masks(batch: int, seed: int = 0):
     import torch
 
@@ -125,7 +150,7 @@ def measure(
         with torch.no_grad():
             forward()
 
-    result = {}
+    result = {"fwd_bwd_gflop": count_gflop(train_step)}
     for name, step in (("fwd_bwd_s", train_step), ("fwd_s", eval_step)):
         for _ in range(warmup):
             step()
@@ -164,6 +189,7 @@ def bench(args: argparse.Namespace, model: str, scale: str, batch: int, common: 
             acc["fwd_s"] += r["fwd_s"]
             acc["peak_rss_gib"] = max(acc["peak_rss_gib"], r["peak_rss_gib"])
             acc["params"] = r["params"]
+            acc["fwd_bwd_gflop"] = r["fwd_bwd_gflop"]
     key = {"model": model, "scale": scale, "batch": batch}
     for variant, r in pooled.items():
         for metric in ("fwd_s", "fwd_bwd_s"):
@@ -172,6 +198,8 @@ def bench(args: argparse.Namespace, model: str, scale: str, batch: int, common: 
                  **common)
         emit(**key, variant=variant, metric="peak_rss_gib", value=round(r["peak_rss_gib"], 3),
              params=r["params"], **common)
+        emit(**key, variant=variant, metric="fwd_bwd_gflop", value=round(r["fwd_bwd_gflop"], 2),
+             **common)
     if "ours" not in pooled:
         return
     ours = statistics.median(pooled["ours"]["fwd_bwd_s"])
