@@ -94,5 +94,5 @@ def test_killed_repro_resumes_pretraining(micro_repo: Path):
     out = run([str(BIN / "dvc"), "repro"], cwd=micro_repo).stdout
     assert "pretrain" in stages_run(out)
     log = (micro_repo / "logs/pretrain/pretrain.log").read_text()
-    assert re.search(r"resumed from .*step_\d+", log), log[-2000:]
+    assert re.search(r"resumed from \S*checkpoint-\d+\.pt \(step \d+", log), log[-2000:]
     assert (micro_repo / "reports/report.md").is_file()
