@@ -17,7 +17,6 @@ the target's validation split, and writes ``models/finetune/<ds>/fold<k>/<stage>
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import json
