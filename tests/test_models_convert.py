@@ -8,6 +8,8 @@ import json
 import re
 from pathlib import Path
 
+from reference_data import reference_dir
+
 import pytest
 import torch
 
@@ -21,7 +23,7 @@ from avfmae.models import (
 from avfmae.models.convert import _map_name
 
 
-REFERENCE = Path("/work/shared/reference")
+REFERENCE = reference_dir() or Path("/work/shared/reference")
 MANIFESTS = sorted(REFERENCE.glob("manifest_*.json"))
 pytestmark = pytest.mark.skipif(not MANIFESTS, reason="reference manifests not present")
 

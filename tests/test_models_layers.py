@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from reference_data import reference_dir
+
 import pytest
 import torch
 from torch import nn
@@ -15,7 +17,7 @@ from avfmae.models.pos_embed import sinusoid_table
 from avfmae.models.regions import RegionGrid
 
 
-REFERENCE = Path("/work/shared/reference")
+REFERENCE = reference_dir() or Path("/work/shared/reference")
 
 
 @pytest.fixture(autouse=True, scope="module")

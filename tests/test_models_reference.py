@@ -6,13 +6,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from reference_data import reference_dir
+
 import pytest
 import torch
 from torch import nn
 
 from avfmae.models import convert_state_dict, create_model
 
-REFERENCE = Path("/work/shared/reference")
+REFERENCE = reference_dir() or Path("/work/shared/reference")
 pytestmark = pytest.mark.skipif(
     not (REFERENCE / "vector_finetune_small.pt").exists(), reason="reference vectors not present"
 )
