@@ -25,12 +25,9 @@ requeued job or an orchestrator retry resumes from that checkpoint via
 
 from __future__ import annotations
 
-import os
 import random
 import re
 import signal
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -38,6 +35,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+
+from avfmae.io import atomic_write
 
 from avfmae.train.distributed import barrier, get_rank, get_world_size, is_distributed
 
@@ -68,28 +67,6 @@ def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
             model = model._orig_mod
         else:
             return model
-
-
-def atomic_write(path: str | Path, write: Callable[[Any], None]) -> Path:
-    """Call ``write(binary_file)`` on a temp file beside ``path``, fsync, then rename over it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    return path
 
 
 # ----------------------------------------------------------------------------------------------
