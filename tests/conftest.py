@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from param_files import MICRO, edit_params, set_keys
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -20,13 +21,7 @@ def write_params(tmp_path: Path):
     """Write params.yaml from the committed one with some keys changed (dotted → value)."""
 
     def write(changes: dict[str, object] | None = None, drop: str | None = None) -> Path:
-        raw = yaml.safe_load((REPO / "params.yaml").read_text())
-        for dotted, value in (changes or {}).items():
-            *parents, leaf = dotted.split(".")
-            node = raw
-            for part in parents:
-                node = node.setdefault(part, {})
-            node[leaf] = value
+        raw = set_keys(yaml.safe_load((REPO / "params.yaml").read_text()), changes or {})
         if drop:
             *parents, leaf = drop.split(".")
             node = raw
@@ -38,39 +33,6 @@ def write_params(tmp_path: Path):
         return path
 
     return write
-
-
-MICRO = {
-    "data.folds": [1],
-    "data.synthetic.n_speakers": 6,
-    "data.synthetic.n_pool_speakers": 2,
-    "data.synthetic.clips_per_class": 1,
-    "data.synthetic.pool_clips_per_speaker": 3,
-    "data.synthetic.duration_s": 2.0,
-    "pretrain.epochs": 2,
-    "pretrain.batch_size": 4,
-    "pretrain.num_workers": 0,
-    "finetune.num_workers": 0,
-    "finetune.s1.epochs": 1,
-    "finetune.s2.epochs": 1,
-    "finetune.s3.epochs": 1,
-    "finetune.s1.batch_size": 4,
-    "finetune.s2.batch_size": 4,
-    "finetune.s3.batch_size": 4,
-    "eval.num_windows": 1,
-}
-
-
-def edit_params(path: Path, changes: dict[str, object]) -> None:
-    """Change dotted keys of a params file in place."""
-    raw = yaml.safe_load(path.read_text())
-    for dotted, value in changes.items():
-        *parents, leaf = dotted.split(".")
-        node = raw
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import edit_params
+from param_files import edit_params
 from safetensors.torch import load_file
 
 from avfmae.config import load_params

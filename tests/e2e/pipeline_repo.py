@@ -13,32 +13,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
+from param_files import MICRO, edit_params
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
-# Small enough for a 2-core CI machine, big enough that every stage does real work.
-MICRO_PARAMS = {
-    "data.folds": [1],
-    "data.synthetic.n_speakers": 6,
-    "data.synthetic.n_pool_speakers": 2,
-    "data.synthetic.clips_per_class": 1,
-    "data.synthetic.pool_clips_per_speaker": 3,
-    "data.synthetic.duration_s": 2.0,
-    "pretrain.epochs": 1,
-    "pretrain.batch_size": 4,
-    "pretrain.checkpoint_every_steps": 2,
-    "pretrain.num_workers": 0,
-    "finetune.num_workers": 0,
-    "finetune.s1.epochs": 1,
-    "finetune.s2.epochs": 1,
-    "finetune.s3.epochs": 1,
-    "finetune.s1.batch_size": 4,
-    "finetune.s2.batch_size": 4,
-    "finetune.s3.batch_size": 4,
-    "eval.num_windows": 1,
-}
+MICRO_PARAMS = {**MICRO, "pretrain.epochs": 1, "pretrain.checkpoint_every_steps": 2}
 
 
 def run(cmd: list[str] | str, cwd: Path, check: bool = True, **kw) -> subprocess.CompletedProcess:
@@ -55,15 +35,7 @@ def run(cmd: list[str] | str, cwd: Path, check: bool = True, **kw) -> subprocess
 
 def set_params(repo: Path, changes: dict[str, object]) -> None:
     """Edit params.yaml in place (dotted keys) and regenerate dvc.yaml."""
-    path = repo / "params.yaml"
-    raw = yaml.safe_load(path.read_text())
-    for dotted, value in changes.items():
-        *parents, leaf = dotted.split(".")
-        node = raw
-        for part in parents:
-            node = node[part]
-        node[leaf] = value
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    edit_params(repo / "params.yaml", changes)
     run([str(BIN / "avfmae"), "pipeline"], cwd=repo)
 
 
