@@ -72,7 +72,7 @@ class SyntheticConfig:
     """The embedded synthetic dataset (see ``data/README.md`` for what each class looks like)."""
 
     seed: int = knob(0, lo=0, help="generator seed; same seed → byte-identical dataset")
-    n_speakers: int = knob(12, lo=2, hi=98, help="labeled identities (split into folds)")
+    n_speakers: int = knob(24, lo=2, hi=98, help="labeled identities (split into folds)")
     n_pool_speakers: int = knob(
         8, lo=0, hi=97, help="extra identities of the unlabeled pool (actors in all ≤ 99)"
     )
