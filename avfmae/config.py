@@ -173,7 +173,7 @@ class PretrainConfig:
 class StageConfig:
     """One progressive-semantics-injection fine-tuning stage (s1, s2 or s3)."""
 
-    epochs: int = knob(4, lo=1, hi=10000)
+    epochs: int = knob(10, lo=1, hi=10000)
     warmup_epochs: float = knob(1.0, lo=0.0, hi=1000.0)
     batch_size: int = knob(8, lo=1, hi=4096)
     base_lr: float = knob(1e-3, lo=0.0, lo_open=True, help="scaled by total batch / 256")
@@ -199,9 +199,9 @@ class FinetuneConfig:
     amp: Literal["auto", "off", "bf16", "fp16"] = knob("auto")
     num_workers: int = knob(2, lo=0, hi=64)
     seed: int = knob(0, lo=0)
-    s1: StageConfig = knob(StageConfig(epochs=4, base_lr=3e-2))
-    s2: StageConfig = knob(StageConfig(epochs=2, base_lr=3e-2, freeze_encoders=True))
-    s3: StageConfig = knob(StageConfig(epochs=3, base_lr=1e-2))
+    s1: StageConfig = knob(StageConfig(epochs=10, base_lr=3e-2))
+    s2: StageConfig = knob(StageConfig(epochs=3, base_lr=3e-2, freeze_encoders=True))
+    s3: StageConfig = knob(StageConfig(epochs=6, base_lr=1e-2))
 
 
 @dataclass(frozen=True)
