@@ -146,7 +146,7 @@ class ModelConfig:
 class PretrainConfig:
     """Self-supervised audio-visual pretraining (SPEC §3, §6)."""
 
-    epochs: int = knob(5, lo=1, hi=10000)
+    epochs: int = knob(20, lo=1, hi=10000)
     warmup_epochs: float = knob(1.0, lo=0.0, hi=1000.0)
     batch_size: int = knob(8, lo=1, hi=4096, help="per-process batch size")
     base_lr: float = knob(4e-2, lo=0.0, lo_open=True, help="scaled by total batch / 256")
