@@ -19,7 +19,7 @@ import pandas as pd
 
 from avfmae.config import Params
 from avfmae.errors import UserError
-from avfmae.io import atomic_write_text
+from avfmae.io import atomic_write_text, pyplot, save_figure
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +80,7 @@ def _confusion_figure(params: Params, dataset: str, labels: list[str]) -> Path |
               if (p := Path(f"plots/evaluate/{dataset}/fold{fold}.csv")).is_file()]
     if not frames or not labels:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     preds = pd.concat(frames)
     index = {name: i for i, name in enumerate(labels)}
@@ -101,18 +98,11 @@ def _confusion_figure(params: Params, dataset: str, labels: list[str]) -> Path |
     ax.set_xlabel("predicted")
     ax.set_ylabel("actual")
     ax.set_title(f"{dataset}: test confusion, all folds (row-normalised colour)")
-    fig.tight_layout()
-    path = FIGURES / f"{dataset}_confusion.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, FIGURES / f"{dataset}_confusion.png")
 
 
 def _curves_figure(params: Params, dataset: str) -> Path | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
     drawn = False
@@ -139,11 +129,7 @@ def _curves_figure(params: Params, dataset: str) -> Path | None:
         ax.set_xlabel("epoch (stages concatenated)")
     axes[1].legend(fontsize=7)
     fig.suptitle(f"{dataset}: fine-tuning curves")
-    fig.tight_layout()
-    path = FIGURES / f"{dataset}_curves.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, FIGURES / f"{dataset}_curves.png")
 
 
 def report(params: Params) -> Path:

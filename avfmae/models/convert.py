@@ -18,9 +18,7 @@ checkpoint, ours or published, into a classifier.
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +26,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from avfmae.io import atomic_write, atomic_write_bytes
 from avfmae.models.scales import SCALES, ModelScale, get_scale
 
 __all__ = [
@@ -351,18 +350,6 @@ def load_checkpoint(path: str | Path) -> dict[str, Tensor]:
     return unwrap_state_dict(checkpoint)
 
 
-def _atomic_write(dst: Path, write) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", dir=dst.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def convert_checkpoint(
     src: str | Path,
     dst: str | Path,
@@ -395,11 +382,11 @@ def convert_checkpoint(
     }
     tensors = {k: v.contiguous().clone() for k, v in state_dict.items()}
     if dst.suffix == ".safetensors":
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
-        _atomic_write(dst, lambda p: save_file(tensors, str(p), metadata=meta))
+        atomic_write_bytes(dst, save(tensors, metadata=meta))
     else:
-        _atomic_write(dst, lambda p: torch.save({"model": tensors, "avfmae": meta}, p))
+        atomic_write(dst, lambda f: torch.save({"model": tensors, "avfmae": meta}, f))
     return report
 
 

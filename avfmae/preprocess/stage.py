@@ -44,6 +44,7 @@ from tqdm import tqdm
 
 from avfmae.config import Params, PreprocessConfig
 from avfmae.errors import UserError
+from avfmae.io import atomic_write_text
 
 from .clip import ClipJob, ClipResult
 from .schema import INPUT, PROCESSED, REJECTS, validate
@@ -96,15 +97,6 @@ def preprocess(ds: str, params: Params, *, progress: bool = True) -> Path:
 # ----------------------------------------------------------------------------------------------
 # small file helpers
 # ----------------------------------------------------------------------------------------------
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _sha256(path: Path) -> str:
@@ -307,7 +299,7 @@ def _run(
         for stray in (out / sub).glob(".*.tmp*"):  # temp files of a killed run
             stray.unlink(missing_ok=True)
     work.mkdir(exist_ok=True)
-    _atomic_write(work / "fingerprint.json", json.dumps({"fingerprint": fp}))
+    atomic_write_text(work / "fingerprint.json", json.dumps({"fingerprint": fp}))
 
     jobs = [
         ClipJob(
@@ -328,7 +320,7 @@ def _run(
         else:
             todo.append(job)
     # rewrite the work log with exactly the records kept (drops a line torn by a kill)
-    _atomic_write(
+    atomic_write_text(
         work / "done.jsonl",
         "".join(json.dumps(records[j.clip_id], sort_keys=True) + "\n"
                 for j in jobs if j.clip_id in records),
@@ -444,7 +436,7 @@ def _finish(
         columns=["clip_id", "reason", "detail", "video"],
     )
     rejects = validate(REJECTS, rejects, "rejects")
-    _atomic_write(out / "rejects.csv", rejects.to_csv(index=False))
+    atomic_write_text(out / "rejects.csv", rejects.to_csv(index=False))
 
     reasons = Counter(records[c]["reason"] for c in rej_ids)
     frac = len(rej_ids) / len(order)
@@ -471,7 +463,7 @@ def _finish(
         log.error(msg)
         # keep every record for the next run, and leave nothing that looks complete
         (out / ".work").mkdir(exist_ok=True)
-        _atomic_write(
+        atomic_write_text(
             out / ".work" / "done.jsonl",
             "".join(json.dumps(records[c], sort_keys=True) + "\n" for c in order),
         )
@@ -501,7 +493,7 @@ def _finish(
             if f.suffix == ext and f.stem not in keep:
                 f.unlink()
 
-    _atomic_write(out / "manifest.csv", rows.to_csv(index=False))
+    atomic_write_text(out / "manifest.csv", rows.to_csv(index=False))
     info = {
         "fingerprint": fp,
         "settings": desc,
@@ -514,7 +506,7 @@ def _finish(
             "media_seconds": round(float(rows["duration_s"].sum()), 3),
         },
     }
-    _atomic_write(out / "fingerprint.json", json.dumps(info, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(out / "fingerprint.json", json.dumps(info, indent=2, sort_keys=True) + "\n")
     shutil.rmtree(out / ".work", ignore_errors=True)
     log.info(
         "preprocess %s done: %d clips, %d rejected (%s) in %.1f s → %s",

@@ -19,7 +19,7 @@ import traceback
 from pathlib import Path
 
 import torchcodec.decoders  # noqa: F401  (load the FFmpeg libraries once, in the forkserver)
-import torchcodec.encoders  # noqa: F401
+import torchcodec.encoders  # noqa: F401  (likewise for the encoder side)
 
 from .clip import ClipJob, ClipResult, process_clip
 from .faces import preload_cascades

@@ -14,6 +14,7 @@ import torch
 
 from avfmae.config import Params
 from avfmae.data.clips import ClipDataset
+from avfmae.io import pyplot, save_figure
 from avfmae.models import AVFPretrain
 from avfmae.train.losses import IMAGENET_MEAN, IMAGENET_STD
 
@@ -95,12 +96,9 @@ def _audio_denormalise(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
 def save_reconstructions(params: Params, model: AVFPretrain, dataset: ClipDataset,
                          out_dir: Path, n_clips: int = 2) -> list[Path]:
     """``recon_video.png`` and ``recon_audio.png`` for the first ``n_clips`` pool clips."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from avfmae.train.pretrain import sample_masks
+
+    plt = pyplot()
 
     was_training = model.training
     model.eval()
@@ -129,10 +127,7 @@ def save_reconstructions(params: Params, model: AVFPretrain, dataset: ClipDatase
                 ax.imshow(panel[:, t].permute(1, 2, 0).numpy())
                 ax.set_axis_off()
                 ax.set_title(f"{items[b]['clip_id']} {name} t={t}", fontsize=6)
-    fig.tight_layout()
-    video_png = out_dir / "recon_video.png"
-    fig.savefig(video_png, dpi=80)
-    plt.close(fig)
+    video_png = save_figure(fig, out_dir / "recon_video.png", dpi=80)
 
     fig, axes = plt.subplots(len(items), 3, figsize=(9, 3 * len(items)), squeeze=False)
     for b in range(len(items)):
@@ -146,8 +141,5 @@ def save_reconstructions(params: Params, model: AVFPretrain, dataset: ClipDatase
             ax.set_title(f"{items[b]['clip_id']} {name}", fontsize=7)
             ax.set_xlabel("frame (10 ms)")
             ax.set_ylabel("mel bin")
-    fig.tight_layout()
-    audio_png = out_dir / "recon_audio.png"
-    fig.savefig(audio_png, dpi=80)
-    plt.close(fig)
+    audio_png = save_figure(fig, out_dir / "recon_audio.png", dpi=80)
     return [video_png, audio_png]

@@ -36,6 +36,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ...config import ConfigError, SyntheticConfig
+from ...io import atomic_write_text
 from .classes import (
     CLASSES,
     FACE_PATTERNS,
@@ -213,12 +214,6 @@ def _dump(obj: dict) -> str:
     return json.dumps(obj, indent=2, sort_keys=False) + "\n"
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _is_complete(out_dir: Path, expected: dict) -> bool:
     try:
         return json.loads((out_dir / MANIFEST).read_text()) == expected
@@ -298,7 +293,7 @@ def generate(cfg: SyntheticConfig, out_dir: Path, workers: int = 0, progress: bo
         bar.close()
 
     fp_file.unlink()
-    _write_atomic(partial / MANIFEST, _dump(expected))
+    atomic_write_text(partial / MANIFEST, _dump(expected))
     old = out_dir.with_name(f".{out_dir.name}.old")
     if old.exists():
         shutil.rmtree(old)
