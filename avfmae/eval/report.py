@@ -1,5 +1,6 @@
-"""The report stage: per-dataset fold tables (mean ± std), a cross-dataset summary, the
-s1 → s2 → s3 comparison on validation, confusion matrices and training curves.
+"""The report stage: per-dataset fold tables (mean ± std), for micro-expression datasets the
+figures pooled over the leave-one-subject-out folds, a cross-dataset summary, the s1 → s2 → s3
+comparison on validation, confusion matrices and training curves.
 
 Reads only what the evaluate and fine-tune stages wrote (``metrics/<ds>/fold<k>/test.json``,
 ``metrics/<ds>/fold<k>/<stage>.json``, ``plots/evaluate/<ds>/fold<k>.csv``,
@@ -18,7 +19,9 @@ import numpy as np
 import pandas as pd
 
 from avfmae.config import Params
+from avfmae.data import registry
 from avfmae.errors import UserError
+from avfmae.eval.metrics import pooled_loso_metrics
 from avfmae.io import atomic_write_text, pyplot, save_figure
 
 log = logging.getLogger(__name__)
@@ -75,9 +78,26 @@ def _markdown_table(table: pd.DataFrame, stats: dict[str, dict[str, float]] | No
     return "\n".join(lines)
 
 
+def _fold_predictions(params: Params, dataset: str) -> list[pd.DataFrame]:
+    """The per-clip ``actual``/``predicted`` label names that evaluate wrote, one frame a fold."""
+    return [pd.read_csv(p) for fold in params.data.folds
+            if (p := Path(f"plots/evaluate/{dataset}/fold{fold}.csv")).is_file()]
+
+
+def pooled_table(params: Params, dataset: str, labels: list[str]) -> pd.DataFrame:
+    """MER protocol: UF1 / UAR / WAR over the test predictions of every fold run, pooled
+    (one row, ``fold`` = "pooled")."""
+    index = {name: i for i, name in enumerate(labels)}
+    folds = [(f["actual"].map(index).to_numpy(), f["predicted"].map(index).to_numpy())
+             for f in _fold_predictions(params, dataset)]
+    pooled = pooled_loso_metrics(folds, num_classes=len(labels))
+    table = pd.DataFrame([{k: pooled[k] for k in ("uf1", "uar", "war")}], index=["pooled"])
+    table.index.name = "fold"
+    return table
+
+
 def _confusion_figure(params: Params, dataset: str, labels: list[str]) -> Path | None:
-    frames = [pd.read_csv(p) for fold in params.data.folds
-              if (p := Path(f"plots/evaluate/{dataset}/fold{fold}.csv")).is_file()]
+    frames = _fold_predictions(params, dataset)
     if not frames or not labels:
         return None
     plt = pyplot()
@@ -157,6 +177,11 @@ def report(params: Params) -> Path:
                      "### Test at the last epoch", "", _markdown_table(last, mean_std(last)), "",
                      "### Validation score by fine-tuning stage", "",
                      _markdown_table(stages, mean_std(stages)), ""]
+        if registry.get(ds).family == "MER":
+            pooled = pooled_table(params, ds, labels)
+            summary[ds]["test_pooled"] = {c: float(pooled[c].iloc[0]) for c in pooled.columns}
+            sections += [f"### Test pooled over folds {params.data.folds} (MER protocol)", "",
+                         _markdown_table(pooled, None), ""]
         for fig in (_confusion_figure(params, ds, labels), _curves_figure(params, ds)):
             if fig is not None:
                 sections += [f"![{fig.stem}](../{fig.as_posix()})", ""]
