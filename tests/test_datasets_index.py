@@ -17,6 +17,7 @@ from avfmae.data import registry
 from avfmae.data.download import download
 from avfmae.data.index import index, read_manifest, read_splits
 from avfmae.data.registry import DatasetError
+from avfmae.eval.evaluate import task_of
 from fixtures.datasets import builders as fx
 
 
@@ -222,6 +223,8 @@ def test_mafw43_reads_compound_labels(shared):
     ix = shared("mafw43")
     assert ix.summary["labels"] == ["anger_sadness", "fear_surprise", "happiness_surprise"]
     assert ix.label("00003") == "anger_sadness"
+    # training and evaluation take the names the index read (the registry has none for mafw43)
+    assert task_of(params(), "mafw43").names == tuple(ix.summary["labels"])
 
 
 def test_dfew_labels_are_one_based(shared):

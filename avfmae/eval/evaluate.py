@@ -61,14 +61,21 @@ class Task:
         return SELECTION_METRIC[self.family]
 
 
-def task_of(dataset: str) -> Task:
-    """The task of a registered labeled dataset."""
+def task_of(params: Params, dataset: str) -> Task:
+    """The task of a registered labeled dataset. Label names come from the registry, or for
+    datasets whose names are read from the data (``mafw43``) from the index stage's
+    ``index.json``."""
     spec = registry.get(dataset)
     if spec.is_pool:
         raise UserError(f"{dataset} is an unlabeled pretraining pool: nothing to evaluate")
     names = spec.targets if spec.is_dimensional else spec.labels
     if not names:
-        raise UserError(f"{dataset}: the registry lists no label names for it")
+        index_json = Path(params.data.root) / "interim" / dataset / "index.json"
+        if not index_json.is_file():
+            raise UserError(f"{index_json} is missing: run `avfmae index {dataset}` first")
+        names = json.loads(index_json.read_text())["labels"]
+    if not names:
+        raise UserError(f"{dataset}: neither the registry nor {dataset}'s index lists label names")
     return Task(dataset, spec.family, tuple(names))
 
 
@@ -147,7 +154,7 @@ def evaluate(params: Params, dataset: str, fold: int) -> Path:
     from avfmae.train.finetune import build_classifier, load_weights_into
 
     info = init_distributed()
-    task = task_of(dataset)
+    task = task_of(params, dataset)
     stage = params.finetune.stages[-1]
     model_dir = stage_model_dir(params, dataset, fold, stage)
     selection_path = Path(f"metrics/{dataset}/fold{fold}/{stage}.json")

@@ -232,9 +232,9 @@ def finetune(params: Params, stage: str, dataset: str, fold: int, resume: str = 
     cfg: StageConfig = getattr(params.finetune, stage)
     info = init_distributed()
     seed_everything(params.finetune.seed + info.rank)
-    target = task_of(dataset)
+    target = task_of(params, dataset)
     rows = training_rows(params, dataset, fold, stage)
-    tasks = {ds: task_of(ds) for ds in dict.fromkeys(rows["dataset"])}
+    tasks = {ds: task_of(params, ds) for ds in dict.fromkeys(rows["dataset"])}
     train_set = ClipDataset(rows, "train", seed=params.finetune.seed,
                             targets=[f"t_{n}" for n in target.names] if target.regression else ())
     val_set = eval_dataset(params, split_rows(params, dataset, fold, "val"), target)
