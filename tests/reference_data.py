@@ -1,8 +1,8 @@
-"""Locate the published-code reference vectors (``shared/reference`` beside the repository).
+"""The published-code reference vectors and parameter manifests the model tests check against.
 
-Searched in order: ``$AVFMAE_REFERENCE_DIR``, ``<repo>/../shared/reference`` (where CI and the
-developers' checkouts have it). A clone without them skips the tests that need them, with the
-reason; under CI (``CI=true``) their absence is a failure, never a silent skip.
+A copy of the project's ``shared/reference`` lives in ``tests/fixtures/reference`` (its README
+says how each file was made), so a clean clone tests against them with nothing outside the
+repository. ``$AVFMAE_REFERENCE_DIR`` points the tests at another copy, e.g. newer vectors.
 """
 
 from __future__ import annotations
@@ -10,27 +10,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def reference_dir() -> Path | None:
-    for root in (os.environ.get("AVFMAE_REFERENCE_DIR"), REPO.parent / "shared" / "reference"):
-        if root and Path(root).is_dir():
-            return Path(root)
-    return None
+REFERENCE_DIR = Path(os.environ.get("AVFMAE_REFERENCE_DIR")
+                     or Path(__file__).resolve().parent / "fixtures" / "reference")
 
 
 def reference_path(name: str) -> Path:
-    root = reference_dir()
-    if root is not None and (root / name).is_file():
-        return root / name
-    message = f"reference file {name} not found (set AVFMAE_REFERENCE_DIR)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    path = REFERENCE_DIR / name
+    if not path.is_file():
+        raise FileNotFoundError(f"reference file {path} is missing (AVFMAE_REFERENCE_DIR?)")
+    return path
 
 
 def load_reference(name: str) -> dict:

@@ -6,9 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 import re
-from pathlib import Path
 
-from reference_data import reference_dir
+from reference_data import load_reference, reference_path
 
 import pytest
 import torch
@@ -23,9 +22,8 @@ from avfmae.models import (
 from avfmae.models.convert import _map_name
 
 
-REFERENCE = reference_dir() or Path("/work/shared/reference")
-MANIFESTS = sorted(REFERENCE.glob("manifest_*.json"))
-pytestmark = pytest.mark.skipif(not MANIFESTS, reason="reference manifests not present")
+MANIFESTS = [reference_path(f"manifest_{kind}_{scale}.json")
+             for kind in ("finetune", "pretrain") for scale in ("base", "large", "huge")]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -62,7 +60,7 @@ def test_manifest_maps_exactly(path):
 
 
 def test_unknown_names_are_reported():
-    manifest = json.loads((REFERENCE / "manifest_finetune_base.json").read_text())
+    manifest = json.loads(reference_path("manifest_finetune_base.json").read_text())
     sd = _meta_state_dict(manifest)
     sd["encoder.blocks.0.extra.weight"] = torch.empty(3, device="meta")
     del sd["head.bias"]
@@ -74,7 +72,7 @@ def test_unknown_names_are_reported():
 
 
 def _published_vector() -> dict:
-    return torch.load(REFERENCE / "vector_finetune_small.pt", weights_only=True)
+    return load_reference("vector_finetune_small.pt")
 
 
 SMALL_FT = dict(embed_dim=64, num_heads=4, depth=2, fusion_num_heads=4, drop_path_rate=0.0)
@@ -97,7 +95,7 @@ def test_convert_checkpoint_file_to_file(tmp_path, suffix):
         logits = model(video, audio)
     torch.testing.assert_close(logits, vector["outputs"]["logits"], rtol=1e-5, atol=1e-5)
     assert convert_checkpoint(src, tmp_path / "inferred.pt").scale == "tiny"  # same sizes
-    pretrain = torch.load(REFERENCE / "vector_pretrain_small.pt", weights_only=True)["state_dict"]
+    pretrain = load_reference("vector_pretrain_small.pt")["state_dict"]
     torch.save(pretrain, src)
     with pytest.raises(ValueError, match="match no registered scale"):
         convert_checkpoint(src, tmp_path / "x.pt")
@@ -156,7 +154,7 @@ def test_published_checkpoint_into_classifier():
 def test_layer_ids_follow_published_rule():
     """SPEC §8.1 on published names: 0 patch_embed; block i → i+1; fusion unit k → max(d)+k+1;
     everything else the top."""
-    manifest = json.loads((REFERENCE / "manifest_finetune_base.json").read_text())
+    manifest = json.loads(reference_path("manifest_finetune_base.json").read_text())
     with torch.device("meta"):
         model = create_model("base")
     assert model.num_layers == 12

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
-from reference_data import reference_dir
+from reference_data import load_reference
 
 import pytest
 import torch
@@ -17,7 +16,6 @@ from avfmae.models.pos_embed import sinusoid_table
 from avfmae.models.regions import RegionGrid
 
 
-REFERENCE = reference_dir() or Path("/work/shared/reference")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -65,9 +63,8 @@ def test_attention_without_bias():
         torch.testing.assert_close(attn.forward_few_queries(c, x), attn(c, x), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.skipif(not (REFERENCE / "vector_pretrain_small.pt").exists(), reason="no vectors")
 def test_sinusoid_tables_equal_published():
-    tables = torch.load(REFERENCE / "vector_pretrain_small.pt", weights_only=True)["fixed_tables"]
+    tables = load_reference("vector_pretrain_small.pt")["fixed_tables"]
     assert set(tables) == {
         "encoder.pos_embed", "encoder_audio.pos_embed", "pos_embed", "pos_embed_audio"
     }
@@ -110,9 +107,8 @@ def test_window_regions_match_published_layout():
     assert RegionGrid((16, 8), (4, 4)).region_of_token()[5 * 8 + 6] == 2 * 1 + 1
 
 
-@pytest.mark.skipif(not (REFERENCE / "vector_pretrain_small.pt").exists(), reason="no vectors")
 def test_rank_partition_is_published_lg_order():
-    perm = torch.load(REFERENCE / "vector_pretrain_small.pt", weights_only=True)["lg_video_order"]
+    perm = load_reference("vector_pretrain_small.pt")["lg_video_order"]
     assert torch.equal(RegionGrid((8, 10, 10), (2, 5, 10)).rank_order(80).flatten(), perm)
     # Audio: consecutive groups of 3 visible tokens, i.e. rank order.
     assert torch.equal(RegionGrid((16, 8), (4, 4)).rank_order(24).flatten(), torch.arange(24))

@@ -1,12 +1,11 @@
 """The converted published checkpoints reproduce the published model's outputs
-(/work/shared/reference/README.md §4–§6), and reference_compatible on/off differ only where
+(tests/fixtures/reference/README.md §4–§6), and reference_compatible on/off differ only where
 documented."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
-from reference_data import reference_dir
+from reference_data import load_reference
 
 import pytest
 import torch
@@ -14,10 +13,6 @@ from torch import nn
 
 from avfmae.models import convert_state_dict, create_model
 
-REFERENCE = reference_dir() or Path("/work/shared/reference")
-pytestmark = pytest.mark.skipif(
-    not (REFERENCE / "vector_finetune_small.pt").exists(), reason="reference vectors not present"
-)
 
 FT_SCALE = dict(
     embed_dim=64, num_heads=4, depth=2, fusion_depth=2, fusion_num_heads=4,
@@ -43,7 +38,7 @@ def _single_thread():
 
 
 def _load(name: str) -> dict:
-    return torch.load(REFERENCE / f"{name}.pt", weights_only=True)
+    return load_reference(f"{name}.pt")
 
 
 @pytest.fixture(scope="module")

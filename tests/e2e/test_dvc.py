@@ -50,13 +50,15 @@ def test_repro_reruns_exactly_what_changed(micro_repo: Path):
     assert repro(micro_repo) == []
 
     set_params(micro_repo, {"finetune.s3.base_lr": 3.0e-4})
-    # report reruns only if the new s3 model changes the metrics it reads
+    # report reruns only if the new model changes the metrics it reads (a micro model that
+    # predicts one class everywhere gives byte-identical metrics, so DVC rightly skips it)
     assert repro(micro_repo) in (["finetune_s3", "evaluate"],
                                  ["finetune_s3", "evaluate", "report"])
 
     set_params(micro_repo, {"preprocess.face_size": 128})
-    assert repro(micro_repo) == ["preprocess", "pretrain", "finetune_s1", "finetune_s2",
-                                 "finetune_s3", "evaluate", "report"]
+    after_preprocess = ["preprocess", "pretrain", "finetune_s1", "finetune_s2", "finetune_s3",
+                        "evaluate"]
+    assert repro(micro_repo) in (after_preprocess, [*after_preprocess, "report"])
 
 
 def test_push_then_pull_into_a_fresh_clone(micro_repo: Path, tmp_path: Path):
