@@ -3,6 +3,7 @@ push/pull through a local remote, and resume after the orchestrator is killed mi
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -59,6 +60,11 @@ def test_repro_reruns_exactly_what_changed(micro_repo: Path):
     after_preprocess = ["preprocess", "pretrain", "finetune_s1", "finetune_s2", "finetune_s3",
                         "evaluate"]
     assert repro(micro_repo) in (after_preprocess, [*after_preprocess, "report"])
+
+    # a generator param is declared by the download stage alone; the rest follows its output
+    set_params(micro_repo, {"data.synthetic.seed": 1})
+    status = json.loads(run([str(BIN / "dvc"), "status", "--json"], cwd=micro_repo).stdout)
+    assert set(status) == {"download@synthetic"}
 
 
 def test_push_then_pull_into_a_fresh_clone(micro_repo: Path, tmp_path: Path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,12 @@ def snakemake(repo: Path, *args: str) -> None:
     run([str(BIN / "snakemake"), *args], cwd=repo, timeout=1200)
 
 
+def dry_run(repo: Path) -> set[str]:
+    """The pipeline rules ``snakemake -n`` would run now (the target rule ``all`` left out)."""
+    out = run([str(BIN / "snakemake"), "-n", "--cores", "1"], cwd=repo).stdout
+    return set(re.findall(r"^(?:local)?rule (\w+):", out, flags=re.M)) - {"all"}
+
+
 def test_local_profile_matches_dvc(micro_repo: Path, tmp_path: Path):
     snakemake(micro_repo, "--cores", "all", "--workflow-profile", "workflow/profiles/local")
     produced = artifacts(micro_repo)
@@ -36,8 +43,13 @@ def test_local_profile_matches_dvc(micro_repo: Path, tmp_path: Path):
     run([str(BIN / "dvc"), "repro"], cwd=dvc_repo)
     assert produced == artifacts(dvc_repo)
 
-    dry = run([str(BIN / "snakemake"), "-n", "--cores", "1"], cwd=micro_repo).stdout
-    assert "Nothing to be done" in dry
+    assert dry_run(micro_repo) == set()
+
+    set_params(micro_repo, {"finetune.s3.base_lr": 3.0e-4})
+    assert dry_run(micro_repo) == {"finetune_s3", "evaluate", "report"}
+    set_params(micro_repo, {"data.synthetic.seed": 1})
+    assert dry_run(micro_repo) == {"download", "index", "preprocess", "pretrain", "finetune_s1",
+                                   "finetune_s2", "finetune_s3", "evaluate", "report"}
 
 
 @pytest.mark.skipif(missing_requirements() is not None, reason=str(missing_requirements()))
