@@ -88,7 +88,9 @@ STAGES: tuple[Stage, ...] = (
         name="preprocess",
         cmd="avfmae preprocess {ds}",
         wildcards=("ds",),
-        deps={"index": "data/interim/{ds}"},
+        # the media themselves, not only the index: regenerated or re-downloaded clips keep
+        # their paths, so an unchanged index alone would leave stale faces in the store
+        deps={"index": "data/interim/{ds}", "media": "data/raw/{ds}"},
         outs={"clips": "data/processed/{ds}"},
         params=("preprocess",),
         threads=2, mem_mb=8000, runtime_min=600,

@@ -58,3 +58,9 @@ def test_snakemake_lint_is_clean(repo_root):
     res = subprocess.run([str(BIN / "snakemake"), "--lint"], cwd=repo_root,
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_preprocessing_depends_on_the_media_it_reads(repo_root):
+    # regenerated media keep their paths, so the index alone does not change with them
+    deps = {cmd: deps for cmd, deps, _ in _dvc_jobs(repo_root)}
+    assert deps["avfmae preprocess synthetic"] == ("data/interim/synthetic", "data/raw/synthetic")
