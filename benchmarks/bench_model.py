@@ -1,8 +1,8 @@
 """Speed and memory of the AVF-MAE++ models on the CPU: forward and forward+backward time per
 step and peak RSS, for the classifier and the pretraining model at each scale.
 
-Three attention variants are measured in the same run, each configuration in a fresh process
-(so the peak RSS is that configuration's own):
+The variants below are measured in the same run, each configuration in a fresh process (so the
+peak RSS is that configuration's own):
 
 * ``ours``      — the library as is: SDPA, and the folded LG cross-attentions;
 * ``unfolded``  — SDPA, with the LG cross-attentions computed the plain way;
@@ -28,6 +28,7 @@ figures.
 
     .venv/bin/python benchmarks/bench_model.py                       # tiny, small, base
     .venv/bin/python benchmarks/bench_model.py --scales base --batch-sizes 1 2 --rounds 3
+    .venv/bin/python benchmarks/bench_model.py --scales base --variants ours naive bf16 compiled
 """
 
 from __future__ import annotations
