@@ -78,26 +78,26 @@ def _markdown_table(table: pd.DataFrame, stats: dict[str, dict[str, float]] | No
     return "\n".join(lines)
 
 
-def _fold_predictions(params: Params, dataset: str) -> list[pd.DataFrame]:
+def fold_predictions(params: Params, dataset: str) -> list[pd.DataFrame]:
     """The per-clip ``actual``/``predicted`` label names that evaluate wrote, one frame a fold."""
     return [pd.read_csv(p) for fold in params.data.folds
             if (p := Path(f"plots/evaluate/{dataset}/fold{fold}.csv")).is_file()]
 
 
-def pooled_table(params: Params, dataset: str, labels: list[str]) -> pd.DataFrame:
-    """MER protocol: UF1 / UAR / WAR over the test predictions of every fold run, pooled
-    (one row, ``fold`` = "pooled")."""
+def pooled_table(frames: list[pd.DataFrame], labels: list[str]) -> pd.DataFrame:
+    """MER protocol: UF1 / UAR / WAR over the test predictions of every fold run
+    (:func:`fold_predictions`), pooled (one row, ``fold`` = "pooled")."""
     index = {name: i for i, name in enumerate(labels)}
     folds = [(f["actual"].map(index).to_numpy(), f["predicted"].map(index).to_numpy())
-             for f in _fold_predictions(params, dataset)]
+             for f in frames]
     pooled = pooled_loso_metrics(folds, num_classes=len(labels))
     table = pd.DataFrame([{k: pooled[k] for k in ("uf1", "uar", "war")}], index=["pooled"])
     table.index.name = "fold"
     return table
 
 
-def _confusion_figure(params: Params, dataset: str, labels: list[str]) -> Path | None:
-    frames = _fold_predictions(params, dataset)
+def _confusion_figure(dataset: str, frames: list[pd.DataFrame],
+                      labels: list[str]) -> Path | None:
     if not frames or not labels:
         return None
     plt = pyplot()
@@ -177,12 +177,13 @@ def report(params: Params) -> Path:
                      "### Test at the last epoch", "", _markdown_table(last, mean_std(last)), "",
                      "### Validation score by fine-tuning stage", "",
                      _markdown_table(stages, mean_std(stages)), ""]
+        predictions = fold_predictions(params, ds)
         if registry.get(ds).family == "MER":
-            pooled = pooled_table(params, ds, labels)
+            pooled = pooled_table(predictions, labels)
             summary[ds]["test_pooled"] = {c: float(pooled[c].iloc[0]) for c in pooled.columns}
             sections += [f"### Test pooled over folds {params.data.folds} (MER protocol)", "",
                          _markdown_table(pooled, None), ""]
-        for fig in (_confusion_figure(params, ds, labels), _curves_figure(params, ds)):
+        for fig in (_confusion_figure(ds, predictions, labels), _curves_figure(params, ds)):
             if fig is not None:
                 sections += [f"![{fig.stem}](../{fig.as_posix()})", ""]
     if len(params.data.datasets) > 1:
