@@ -184,6 +184,13 @@ class StageConfig:
     mixup: float = knob(0.0, lo=0.0, help="mixup alpha; 0 = off (published recipe: 0.8)")
     cutmix: float = knob(0.0, lo=0.0, help="cutmix alpha; 0 = off (published recipe: 1.0)")
     label_smoothing: float = knob(0.1, lo=0.0, hi=1.0)
+    rand_augment: str = knob("", help="RandAugment spec (timm style), '' = off "
+                                      "(published recipe: rand-m7-n4-mstd0.5-inc1)")
+    min_crop_area: float = knob(1.0, lo=0.0, hi=1.0, lo_open=True,
+                                help="smallest area share of the random resized crop, 1 = no "
+                                     "crop (published recipe: 0.08)")
+    reprob: float = knob(0.0, lo=0.0, hi=1.0,
+                         help="random erasing probability per frame (published recipe: 0.25)")
     freeze_encoders: bool = knob(False, help="train only fusion and head")
 
 
@@ -196,10 +203,15 @@ class FinetuneConfig:
     modality: Literal["av", "video", "audio"] = knob("av")
     mix_audio: bool = knob(True, help="mixup/cutmix both modalities (SPEC §12.12)")
     regression_loss: Literal["mse", "ccc"] = knob("ccc")
+    head_init_scale: float = knob(
+        1.0, lo=0.0, lo_open=True,
+        help="multiplies fresh heads' trunc-normal(0.02) weights (published: 0.001, which "
+             "their AV head ignored)",
+    )
     amp: Literal["auto", "off", "bf16", "fp16"] = knob("auto")
     num_workers: int = knob(2, lo=0, hi=64)
     seed: int = knob(0, lo=0)
-    s1: StageConfig = knob(StageConfig(epochs=20, base_lr=3e-2))
+    s1: StageConfig = knob(StageConfig(epochs=20, base_lr=3e-2, layer_decay=1.0))
     s2: StageConfig = knob(StageConfig(epochs=3, base_lr=3e-2, freeze_encoders=True))
     s3: StageConfig = knob(StageConfig(epochs=6, base_lr=1e-2))
 
@@ -398,6 +410,7 @@ def params_from_dict(raw: dict[str, Any]) -> Params:
 def _check_across_keys(params: Params) -> None:
     """Rules that involve more than one key or the dataset registry."""
     from avfmae.data import registry
+    from avfmae.data.video_transforms import parse_rand_augment
     from avfmae.masking import validate_ratios
 
     validate_ratios(params.pretrain)
@@ -424,6 +437,13 @@ def _check_across_keys(params: Params) -> None:
             params.finetune.stages):
         raise ConfigError(f"finetune.stages: {params.finetune.stages} must be a non-empty, "
                           "ordered subset of [s1, s2, s3]")
+    for name in ("s1", "s2", "s3"):
+        spec = getattr(params.finetune, name).rand_augment
+        try:
+            if spec:
+                parse_rand_augment(spec)
+        except ValueError as err:
+            raise ConfigError(f"finetune.{name}.rand_augment: {err}") from None
 
 
 def explain(params: Params) -> str:

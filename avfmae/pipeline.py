@@ -60,8 +60,8 @@ def _finetune_stage(name: str) -> Stage:
         metrics={"selection": f"metrics/{{ds}}/fold{{fold}}/{name}.json"},
         plots={"curves": f"plots/finetune/{{ds}}/fold{{fold}}/{name}.csv"},
         params=("model", "data.datasets", "finetune.init", "finetune.modality",
-                "finetune.mix_audio", "finetune.regression_loss", "finetune.amp",
-                "finetune.seed", f"finetune.{name}"),
+                "finetune.mix_audio", "finetune.regression_loss", "finetune.head_init_scale",
+                "finetune.amp", "finetune.seed", f"finetune.{name}"),
         threads=2, mem_mb=16000, runtime_min=600, gpu=1,
     )
 

@@ -139,6 +139,19 @@ def test_train_sampling_is_seeded_by_seed_epoch_and_index(store):
     assert ev[2]["audio"].shape == (1, 1, 256, 128)
 
 
+def test_training_augmentations_can_be_switched_off(store):
+    """RandAugment, random erasing and the random crop are knobs (``finetune.<stage>``); with all
+    three off and no flip, a training clip is the resized, normalised frames of its window."""
+    rows = load_store(store)
+    plain = ClipDataset(rows, "train", seed=7, rand_augment=None, reprob=0.0, min_crop_area=1.0,
+                        flip=False)
+    frames = np.random.default_rng(0).integers(0, 256, (16, 120, 90, 3), dtype=np.uint8)
+    expected = vt.to_normalized(vt.resize(frames, plain.input_size))
+    assert torch.equal(plain._video(frames, np.random.default_rng(1)), expected)
+    published = ClipDataset(rows, "train", seed=7)
+    assert not torch.allclose(published._video(frames, np.random.default_rng(1)), expected)
+
+
 def _batches(ds: ClipDataset, workers: int, epochs: list[int], persistent: bool = False):
     loader = DataLoader(ds, batch_size=2, shuffle=False, num_workers=workers,
                         worker_init_fn=seed_worker, persistent_workers=persistent)

@@ -240,3 +240,20 @@ def test_autocast_keeps_outputs_close():
             half = pretrainer(video, audio, *masks)
     for a, b in ((half.video_recon, full.video_recon), (half.audio_recon, full.audio_recon)):
         torch.testing.assert_close(a.float(), b, rtol=0.05, atol=0.05 * b.abs().max().item())
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1.0])
+def test_finetune_head_init_scale_reaches_fresh_heads(scale):
+    """``finetune.head_init_scale`` multiplies the fresh heads' trunc-normal(0.02) weights."""
+    import dataclasses
+
+    from avfmae.config import Params
+    from avfmae.train.finetune import build_classifier
+
+    params = Params()
+    params = dataclasses.replace(
+        params, finetune=dataclasses.replace(params.finetune, head_init_scale=scale))
+    head = build_classifier(params, {"synthetic": 6}).heads["synthetic"]
+    assert head.weight.std().item() == pytest.approx(0.02 * scale, rel=0.15)
+    assert not head.bias.any()
+

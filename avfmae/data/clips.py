@@ -159,10 +159,10 @@ class ClipDataset(Dataset):
     ``dataset``    str (``""`` when the column is absent)      same
     =============  ==========================================  ==============================
 
-    ``mode='train'`` applies, in order: resize to S², RandAugment (same ops on every frame),
-    random resized crop (scale 0.08–1, ratio 3/4–4/3) + horizontal flip (p 0.5), ImageNet
-    normalisation, pixel random erasing (p ``reprob`` per frame); audio gets a random gain
-    Beta(10, 10) + 0.5. ``'pretrain'``: multi-scale crop (scales 1/.875/.75/.66, 13 fixed
+    ``mode='train'`` applies, in order: resize to S², RandAugment ``rand_augment`` (same ops on
+    every frame; ``None`` = off), random resized crop (area share ``min_crop_area``–1, ratio
+    3/4–4/3) + horizontal flip (p 0.5), ImageNet normalisation, pixel random erasing (p ``reprob``
+    per frame); audio gets a random gain Beta(10, 10) + 0.5. ``'pretrain'``: multi-scale crop (scales 1/.875/.75/.66, 13 fixed
     offsets), normalisation, random gain. ``'eval'``: resize + normalisation only.
     """
 
@@ -182,6 +182,7 @@ class ClipDataset(Dataset):
         targets: Sequence[str] | Literal["auto"] = "auto",
         rand_augment: str | None = "rand-m7-n4-mstd0.5-inc1",
         reprob: float = 0.25,
+        min_crop_area: float = 0.08,
         flip: bool = True,
         gain_aug: bool = True,
         audio_pad: Literal["waveform", "fbank"] = "waveform",
@@ -207,6 +208,7 @@ class ClipDataset(Dataset):
         self.targets = list(targets)
         self.ra = parse_rand_augment(rand_augment) if rand_augment else None
         self.reprob = reprob
+        self.min_crop_area = min_crop_area
         self.flip = flip
         self.gain_aug = gain_aug
         self.audio_pad = audio_pad
@@ -325,7 +327,7 @@ class ClipDataset(Dataset):
             x = resize(frames, s)
             if self.ra is not None:
                 x = rand_augment(x, rng, self.ra)
-            x = random_resized_crop(x, rng, s)
+            x = random_resized_crop(x, rng, s, scale=(self.min_crop_area, 1.0))
             if self.flip and rng.random() < 0.5:
                 x = hflip(x)
             v = to_normalized(x)
