@@ -439,9 +439,10 @@ def _check_across_keys(params: Params) -> None:
                           "ordered subset of [s1, s2, s3]")
     for name in ("s1", "s2", "s3"):
         spec = getattr(params.finetune, name).rand_augment
+        if not spec:
+            continue
         try:
-            if spec:
-                parse_rand_augment(spec)
+            parse_rand_augment(spec)
         except ValueError as err:
             raise ConfigError(f"finetune.{name}.rand_augment: {err}") from None
 

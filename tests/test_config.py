@@ -56,7 +56,8 @@ def test_defaults_equal_committed_params(repo_root):
         ({"data.folds": [1, 7]}, r"data\.folds: fold 7 does not exist for synthetic \(folds 1\.\.3\)"),
         ({"data.datasets": ["voxceleb2"]}, r"data\.datasets\[0\]: 'voxceleb2' is an unlabeled"),
         ({"finetune.stages": ["s3", "s1"]}, r"finetune\.stages: \['s3', 's1'\] must be"),
-        ({"finetune.s2.rand_augment": "rand-m7-q4"}, r"finetune\.s2\.rand_augment: bad rand augment"),
+        ({"finetune.s2.rand_augment": "rand-m7-q4"},
+         r"finetune\.s2\.rand_augment: bad rand augment"),
         ({"finetune.s1.min_crop_area": 0}, r"finetune\.s1\.min_crop_area: 0\.0 is out of range"),
     ],
 )

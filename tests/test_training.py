@@ -40,7 +40,10 @@ def test_s1_training_data_excludes_the_target_folds_held_out_clips(micro_work: P
     splits = pd.read_csv("data/interim/synthetic/splits.csv", dtype={"clip_id": str})
     held = set(splits[(splits.fold == 1) & splits.part.isin(["val", "test"])].clip_id)
     assert held and not held & set(rows.clip_id)
-    assert len(rows) == (splits[(splits.fold == 1) & (splits.part == "train")].shape[0])
+    # every training clip that preprocessing kept (a rejected clip is recorded, not trained on)
+    kept = set(pd.read_csv("data/processed/synthetic/manifest.csv", dtype={"clip_id": str}).clip_id)
+    train = set(splits[(splits.fold == 1) & (splits.part == "train")].clip_id)
+    assert sorted(rows.clip_id) == sorted(train & kept)
 
     leaked = splits[(splits.fold == 1) & (splits.part == "test")].iloc[[0]].assign(part="train")
     pd.concat([splits, leaked]).to_csv("data/interim/synthetic/splits.csv", index=False)

@@ -162,8 +162,9 @@ class ClipDataset(Dataset):
     ``mode='train'`` applies, in order: resize to S², RandAugment ``rand_augment`` (same ops on
     every frame; ``None`` = off), random resized crop (area share ``min_crop_area``–1, ratio
     3/4–4/3) + horizontal flip (p 0.5), ImageNet normalisation, pixel random erasing (p ``reprob``
-    per frame); audio gets a random gain Beta(10, 10) + 0.5. ``'pretrain'``: multi-scale crop (scales 1/.875/.75/.66, 13 fixed
-    offsets), normalisation, random gain. ``'eval'``: resize + normalisation only.
+    per frame); audio gets a random gain Beta(10, 10) + 0.5. ``'pretrain'``: multi-scale crop
+    (scales 1/.875/.75/.66, 13 fixed offsets), normalisation, random gain. ``'eval'``: resize +
+    normalisation only.
     """
 
     def __init__(

@@ -117,7 +117,8 @@ def _confusion_figure(dataset: str, frames: list[pd.DataFrame],
     ax.set_yticks(range(len(labels)), labels)
     ax.set_xlabel("predicted")
     ax.set_ylabel("actual")
-    ax.set_title(f"{dataset}: test confusion, all folds (row-normalised colour)")
+    ax.set_title(f"{dataset}: test confusion, all folds\n(counts; colour = share of the row)",
+                 fontsize=10)
     return save_figure(fig, FIGURES / f"{dataset}_confusion.png")
 
 

@@ -5,9 +5,10 @@ emotion classes. Classes that share a face pattern differ only in the audio trac
 share a voice pattern differ only in the video track. Valence follows the face, arousal follows
 the voice, so valence needs the video, arousal needs the audio and the category needs both.
 
-The face patterns are posed at full intensity, as actors do in RAVDESS: at half these values the
-patterns held 1 % of the frames' variance across speakers (the voice patterns hold about a
-quarter of the filterbank's), and the fine-tuned models never learned them.
+The face patterns are posed at full intensity, as actors do in RAVDESS. At half these values (and
+with each actor's own wall, clothes and light) they moved the face crops 1/80 as much as the
+speakers' identity did, against a quarter for the voice patterns in the filterbank, and the
+fine-tuned models never learned them; now 1/11 (see ``identity.py``).
 
 Emotion codes reuse RAVDESS's numbering (01 neutral, 02 calm, 03 happy, 04 sad, 05 angry,
 08 surprised); code 00 marks the unlabeled pretraining pool.
@@ -98,7 +99,7 @@ FACE_PATTERNS: dict[str, FacePattern] = {
         FacePattern(
             "smile",
             "smile: mouth corners up and wider, teeth shown, raised cheeks with nasolabial "
-            "folds, slightly narrowed eyes, brows a little up, head tilts sideways",
+            "folds, narrowed eyes, brows up, head tilts sideways",
             mouth_curve=0.26, mouth_width=1.5, mouth_open=0.14, brow_raise=0.06, brow_knit=0.0,
             eye_open=0.56, cheek=1.0, head_pitch=-0.02, head_roll=4.0, sway=0.4,
         ),

@@ -7,10 +7,10 @@ subdued voice is higher than a low-pitched speaker's aroused one), so a model ha
 clip relative to the speaker, not by absolute thresholds.
 
 Like RAVDESS, every actor is filmed in one studio: the same backdrop, dark clothes and key light
-(each with a small per-session jitter). With a wall, shirt and light of their own, the actors'
-frames differed so much that the face patterns held 1 % of the pixel variance across speakers
-and no fine-tuning recipe learned them from 24 speakers (``tests/test_synthetic.py`` checks the
-share of the face patterns against identity).
+(each with a small per-actor jitter). With a wall, shirt and light of their own, the actors'
+frames differed so much that the face patterns held 1 % of the face crops' variance across the
+labeled clips (identity 93 %) and no fine-tuning recipe learned them from 24 speakers
+(``tests/test_synthetic.py`` checks the face patterns' share against identity's).
 """
 
 from __future__ import annotations
