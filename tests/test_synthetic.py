@@ -292,7 +292,6 @@ def test_video_separates_face_patterns_only(dataset):
         assert min(video_gaps) > 1.5 * max(audio_gaps), (actor, video_gaps, audio_gaps)
 
 
-
 def test_face_patterns_stand_out_from_identity(dataset):
     """Across speakers, the face pattern moves the whole apex frame (32×32 grey, background and
     clothes included) by at least 5 % of what the speaker's identity moves it (the studio set-up
