@@ -256,4 +256,3 @@ def test_finetune_head_init_scale_reaches_fresh_heads(scale):
     head = build_classifier(params, {"synthetic": 6}).heads["synthetic"]
     assert head.weight.std().item() == pytest.approx(0.02 * scale, rel=0.15)
     assert not head.bias.any()
-

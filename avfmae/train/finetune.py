@@ -237,7 +237,7 @@ def finetune(params: Params, stage: str, dataset: str, fold: int, resume: str = 
     rows = training_rows(params, dataset, fold, stage)
     tasks = {ds: task_of(params, ds) for ds in dict.fromkeys(rows["dataset"])}
     train_set = ClipDataset(rows, "train", seed=params.finetune.seed,
-                            rand_augment=cfg.rand_augment or None, reprob=cfg.reprob,
+                            rand_augment=cfg.rand_augment, reprob=cfg.reprob,
                             min_crop_area=cfg.min_crop_area,
                             targets=[f"t_{n}" for n in target.names] if target.regression else ())
     val_set = eval_dataset(params, split_rows(params, dataset, fold, "val"), target)
