@@ -31,8 +31,22 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"
   python3.11 -m venv .venv 2>/dev/null || python3 -m venv .venv
 fi
+# torch's CUDA build alone is ~4 GB (the venv ~6 GB): without the room pip fails midway (ENOSPC).
+check_room_for_torch() {
+  .venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is None)" \
+    && return 0
+  local need_gib=7 free_gib mount
+  free_gib=$(df -P -BG .venv | awk 'NR == 2 { sub("G", "", $4); print $4 }')
+  mount=$(df -P .venv | awk 'NR == 2 { print $6 }')
+  if [ "$free_gib" -lt "$need_gib" ]; then
+    echo "setup: only ${free_gib} GiB free on ${mount}; the Python stack needs about ${need_gib} GiB" >&2
+    exit 1
+  fi
+}
+
 stamp=.venv/.avfmae-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  check_room_for_torch
   echo "setup: installing the Python stack into .venv (a few minutes the first time)"
   .venv/bin/python -m pip install -q --upgrade "pip==26.3"
   .venv/bin/python -m pip install -q -e '.[test]'
