@@ -31,7 +31,8 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"
   python3.11 -m venv .venv 2>/dev/null || python3 -m venv .venv
 fi
-# torch's CUDA build alone is ~4 GB (the venv ~6 GB): without the room pip fails midway (ENOSPC).
+# torch's CUDA build with its nvidia and triton wheels takes ~5.3 GB (the whole venv 6.1 GB);
+# without the room pip fails midway with ENOSPC.
 check_room_for_torch() {
   .venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is None)" \
     && return 0
