@@ -37,8 +37,7 @@ check_room_for_torch() {
   .venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is None)" \
     && return 0
   local need_gib=7 free_gib mount
-  free_gib=$(df -P -BG .venv | awk 'NR == 2 { sub("G", "", $4); print $4 }')
-  mount=$(df -P .venv | awk 'NR == 2 { print $6 }')
+  read -r free_gib mount < <(df -P -BG .venv | awk 'NR == 2 { sub("G", "", $4); print $4, $6 }')
   if [ "$free_gib" -lt "$need_gib" ]; then
     echo "setup: only ${free_gib} GiB free on ${mount}; the Python stack needs about ${need_gib} GiB" >&2
     exit 1
