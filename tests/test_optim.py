@@ -146,7 +146,8 @@ def test_mixup_state_round_trip_and_prob_zero():
     assert torch.equal(v, x) and y.tolist() == [[1, 0, 0], [0, 1, 0]]
 
 
-def test_amp_resolution():
+def test_amp_resolution(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     assert amp.resolve_amp_dtype("auto", "cpu") is None
     assert amp.resolve_amp_dtype("off", "cuda") is None
     assert amp.resolve_amp_dtype("bf16", "cpu") == torch.bfloat16

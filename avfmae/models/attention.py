@@ -15,16 +15,61 @@ block's cross-attentions between all local tokens (hundreds) and the region toke
 With M few tokens and h heads, each of the many tokens then costs ``2·M·h·C`` multiply-adds
 instead of ``2·C²`` (M·h = 64 vs C = 512 for the base scale): about a fifth of an LG block's
 work disappears without changing what it computes.
+
+Every softmax attention goes through :func:`attend`, which picks the kernel by device and
+precision (``docs/speed.md`` has the measurements): PyTorch's fused SDPA everywhere except
+reduced precision on the CPU, where its backward was slower than writing the three steps out as
+matrix products that oneDNN runs on the bf16 units. :func:`attention_backend` forces one kernel
+(benchmarks, equivalence tests).
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
-from torch.nn.functional import scaled_dot_product_attention
 
-__all__ = ["Attention", "scaled_dot_product_attention"]
+__all__ = ["ATTENTION_BACKENDS", "Attention", "attend", "attention_backend", "matmul_attention"]
+
+ATTENTION_BACKENDS = ("auto", "sdpa", "matmul")
+_backend = "auto"
+
+
+@contextlib.contextmanager
+def attention_backend(name: str) -> Iterator[None]:
+    """Use kernel ``name`` (one of :data:`ATTENTION_BACKENDS`) for :func:`attend` inside the
+    ``with`` block."""
+    global _backend
+    if name not in ATTENTION_BACKENDS:
+        raise ValueError(f"attention backend {name!r} is not one of {list(ATTENTION_BACKENDS)}")
+    previous, _backend = _backend, name
+    try:
+        yield
+    finally:
+        _backend = previous
+
+
+def matmul_attention(q: Tensor, k: Tensor, v: Tensor, scale: float | None = None) -> Tensor:
+    """``softmax(q kᵀ · scale) v`` as two matrix products; materialises the (…, N, M) logits."""
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    return (q @ (k.transpose(-2, -1) * scale)).softmax(dim=-1) @ v
+
+
+def _wants_matmul(q: Tensor) -> bool:
+    if _backend != "auto":
+        return _backend == "matmul"
+    return q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16)
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, scale: float | None = None) -> Tensor:
+    """Softmax attention of ``q`` (…, N, d) over ``k``/``v`` (…, M, d) → (…, N, d), with the
+    kernel chosen for the device and precision (``scale`` defaults to ``d**-0.5``)."""
+    if _wants_matmul(q):
+        return matmul_attention(q, k, v, scale)
+    return F.scaled_dot_product_attention(q, k, v, scale=scale)
 
 
 class Attention(nn.Module):
@@ -64,7 +109,7 @@ class Attention(nn.Module):
         B, N, C = x.shape
         q = F.linear(x, self.q.weight, self.q_bias).view(B, N, self.num_heads, self.head_dim)
         k, v = self._kv(context)
-        out = scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        out = attend(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
         return self.proj(out.transpose(1, 2).reshape(B, N, C))
 
     def forward_few_keys(self, x: Tensor, context: Tensor) -> Tensor:
@@ -102,7 +147,7 @@ class Attention(nn.Module):
         w_k, w_v = self.kv.weight.view(2, h, d, C).unbind(0)
         queries = torch.einsum("bnhi,hic->bnhc", q, w_k).reshape(B, 1, N * h, C)
         ctx = context.unsqueeze(1)
-        pooled = scaled_dot_product_attention(queries, ctx, ctx, scale=d**-0.5)
+        pooled = attend(queries, ctx, ctx, scale=d**-0.5)
         out = torch.einsum("bnhc,hic->bnhi", pooled.view(B, N, h, C), w_v)
         if self.v_bias is not None:
             out = out + self.v_bias.view(h, d)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Literal
 
 from torch import Tensor, nn
-from torch.nn import functional as F
 
+from avfmae.models.attention import attend
 from avfmae.models.blocks import LN_EPS
 
 __all__ = ["ERNorm", "Refinement"]
@@ -52,7 +52,7 @@ class Refinement(nn.Module):
     def _branch(
         proj: nn.Linear, norm: nn.Module, act: nn.PReLU, query: Tensor, x: Tensor
     ) -> Tensor:
-        y = proj(F.scaled_dot_product_attention(query, x, x))
+        y = proj(attend(query, x, x))
         return act(norm(y.flatten(0, 1)).view_as(y))
 
     def forward(self, query: Tensor, video: Tensor, audio: Tensor) -> Tensor:

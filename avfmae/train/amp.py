@@ -2,7 +2,9 @@
 
 Config values (``pretrain.amp``, ``finetune.amp``):
 
-* ``auto`` — bf16 autocast on a GPU that supports it, else fp16 + ``GradScaler``; fp32 on CPU;
+* ``auto`` — bf16 autocast on a GPU that supports it, else fp16 + ``GradScaler``; on the CPU
+  bf16 where it has bf16 matrix units (Intel AMX), else fp32: without them bf16 matrix products
+  are no faster than fp32 ones (``docs/speed.md``);
 * ``off`` — fp32;
 * ``bf16`` — bf16 autocast (CPU or GPU), no scaler;
 * ``fp16`` — fp16 autocast with a dynamic ``GradScaler``.
@@ -17,7 +19,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["AMP_MODES", "resolve_amp_dtype", "Precision", "optimizer_step"]
+__all__ = ["AMP_MODES", "Precision", "cpu_has_bf16_matrix_units", "optimizer_step",
+           "resolve_amp_dtype"]
 
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 
@@ -35,7 +38,12 @@ def resolve_amp_dtype(mode: str, device: torch.device | str) -> torch.dtype | No
         return torch.float16
     if dev.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return None
+    return torch.bfloat16 if cpu_has_bf16_matrix_units() else None
+
+
+def cpu_has_bf16_matrix_units() -> bool:
+    """Whether this CPU multiplies bf16 matrices in dedicated tiles (Intel AMX)."""
+    return bool(torch.cpu._is_amx_tile_supported())
 
 
 @dataclass
