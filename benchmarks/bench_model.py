@@ -1,78 +1,72 @@
-"""Speed and memory of the AVF-MAE++ models on the CPU: forward and forward+backward time per
-step and peak RSS, for the classifier and the pretraining model at each scale.
+"""Speed and memory of the AVF-MAE++ models, ours against the published computation, measured
+side by side in one run on one machine at one precision.
 
-The variants below are measured in the same run, each configuration in a fresh process (so the
-peak RSS is that configuration's own):
+Implementations (``--impls``):
 
-* ``ours``      — the library as is: SDPA, and the folded LG cross-attentions;
-* ``unfolded``  — SDPA, with the LG cross-attentions computed the plain way;
-* ``naive``     — ``softmax(QKᵀ/√d)V`` written out, LG cross-attentions unfolded (the published
-  code's way of computing attention);
-* ``compiled``  — ``ours`` under ``torch.compile`` (fp32; the warm-up step pays the compilation);
-* ``bf16``      — ``ours`` under bf16 autocast (``finetune.amp``/``pretrain.amp: bf16``), which
-  is not the fp32 of the published baselines: reported beside them, not instead of them.
+* ``ours``      — the library as is (kernels chosen per device and precision, folded LG
+  cross-attentions, no MLP on the classifier's unread local tokens);
+* ``published`` — the same weights run the way the published code runs them
+  (``published_compute.py``; tested to reproduce the published reference outputs);
+* ``compiled``  — ``ours`` under ``torch.compile`` (the warm-up steps pay the compilation).
 
-The first three run by default; ask for the others with ``--variants``.
+Each is timed in every precision of ``--precisions`` (``fp32``, ``bf16`` autocast), each
+configuration in a fresh process so that its peak memory is its own; with ``--rounds`` > 1 the
+configurations alternate and their runs are pooled. The same run also measures the machine's
+matrix-product ceiling (``torch.mm`` of ``--peak-n``² matrices, same threads and precision), so
+every step reports its operations, the operations per second it reached and the fraction of
+that ceiling. One JSON line per figure on stdout, each naming the machine.
 
-Every figure is one JSON line on stdout: times per step (median and minimum over ``--runs``
-steps after ``--warmup``; with ``--rounds`` > 1 the variants alternate and runs are pooled),
-peak RSS, and the floating-point operations of one training step. On a shared machine the
-minima and the operation counts are the figures to trust; speedups are given for both.
+Settings: classifier in train mode (drop path 0.1, 11 classes, soft-target cross-entropy);
+pretraining with the published dual masks (80/800 video and 24/128 audio tokens visible, 400 and
+64 decoded), loss = two masked MSEs + 0.0025·HCMCL.
 
-Settings mirror the published baselines (reference README §7): fp32, 2 threads
-(``--threads``), classifier in train mode with drop path 0.1, soft-target cross-entropy (label
-smoothing 0.1), 11 classes; pretraining in train mode with dual masks (80/800 video and 24/128
-audio visible, 400 and 64 decoded), loss = two masked MSEs + 0.0025·HCMCL. On an oversubscribed
-machine, 2 threads stall at every parallel region; ``--threads 1`` gives steadier relative
-figures.
-
-    .venv/bin/python benchmarks/bench_model.py                       # tiny, small, base
-    .venv/bin/python benchmarks/bench_model.py --scales base --batch-sizes 1 2 --rounds 3
-    .venv/bin/python benchmarks/bench_model.py --scales base --variants ours naive bf16 compiled
+    .venv/bin/python benchmarks/bench_model.py --scales base --batch-sizes 2 4 --rounds 2
+    .venv/bin/python benchmarks/bench_model.py --scales tiny --impls ours --precisions bf16
+    python3 benchmarks/bench_model.py --device cuda --scales base --threads 16   # on a GPU
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import platform
 import resource
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 
-# Published code on this machine kind, fp32, 2 threads, fwd+bwd seconds (reference README §7):
-# (model, scale, batch) → (median low, median high, peak RSS GiB or None).
-PUBLISHED = {
-    ("classifier", "base", 1): (1.96, 2.28, (2.5, 2.9)),
-    ("classifier", "base", 2): (3.32, 3.92, None),
-    ("pretrain", "base", 1): (1.04, 1.31, (2.2, 2.6)),
-    ("pretrain", "base", 2): (1.48, 1.69, None),
-    ("pretrain", "base", 4): (2.63, 3.03, None),
-}
-VARIANTS = ("ours", "unfolded", "naive", "compiled", "bf16")
-DEFAULT_VARIANTS = VARIANTS[:3]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+IMPLS = ("ours", "published", "compiled")
+PRECISIONS = ("fp32", "bf16")
 
 
-def naive_attention(q, k, v, scale=None):
-    """``softmax(q kᵀ · scale) v`` written out (materialises the attention matrix)."""
-    scale = q.shape[-1] ** -0.5 if scale is None else scale
-    return (q @ k.transpose(-2, -1) * scale).softmax(dim=-1) @ v
+def machine(device: str, threads: int) -> dict:
+    """What the figures were measured on."""
+    import torch
+
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"cpu": cpu, "amx": bool(torch.cpu._is_amx_tile_supported()), "threads": threads,
+            "torch": torch.__version__, "device": device}
+    if device == "cuda":
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
 
 
-def apply_variant(variant: str) -> None:
-    from avfmae.models import attention
-
-    if variant in ("unfolded", "naive"):
-        attention.Attention.forward_few_keys = attention.Attention.forward
-        attention.Attention.forward_few_queries = attention.Attention.forward
-    if variant == "naive":
-        attention.scaled_dot_product_attention = naive_attention
-
-
-def count_gflop(step) -> float:
-    """Floating-point operations of one call of ``step`` (matmuls, convolutions and attention;
-    the CPU SDPA kernels are registered with the standard SDPA formulas)."""
+def count_gflop(step: Callable[[], None]) -> float:
+    """Floating-point operations of one call of ``step``, in GFLOP (matrix products,
+    convolutions and attention; the CPU SDPA kernels get the standard SDPA formulas)."""
     import torch
     from torch.utils import flop_counter
 
@@ -96,6 +90,8 @@ def count_gflop(step) -> float:
 
 
 def masks(batch: int, seed: int = 0):
+    """The published pretraining masks at the base geometry: (video enc, audio enc, video dec,
+    audio dec), True = masked."""
     import torch
 
     g = torch.Generator().manual_seed(seed)
@@ -111,33 +107,31 @@ def masks(batch: int, seed: int = 0):
     return video.flatten(1), audio, video_dec, audio_dec
 
 
-def measure(
-    model_kind: str, scale: str, batch: int, variant: str, runs: int, warmup: int, threads: int
-) -> dict:
-    """Run in the child process: build, warm up, time, report."""
+def build_steps(model_kind: str, scale: str, batch: int, device: str, bf16: bool,
+                compiled: bool = False) -> tuple[Callable[[], None], Callable[[], None], object]:
+    """(training step, inference step, model) for one configuration."""
     import torch
     import torch.nn.functional as F
 
     from avfmae.models import create_model
 
-    torch.set_num_threads(threads)
-    apply_variant(variant)
     torch.manual_seed(0)
-    video, audio = torch.randn(batch, 3, 16, 160, 160), torch.randn(batch, 1, 256, 128)
+    video = torch.randn(batch, 3, 16, 160, 160, device=device)
+    audio = torch.randn(batch, 1, 256, 128, device=device)
     if model_kind == "classifier":
-        model = create_model(scale, num_classes=11)
-        target = torch.full((batch, 11), 0.1 / 11)
+        model = create_model(scale, num_classes=11).to(device)
+        target = torch.full((batch, 11), 0.1 / 11, device=device)
         target[:, 0] += 0.9
 
         def forward():
             return model(video, audio)
 
         def loss_fn(logits):
-            return torch.sum(-target * F.log_softmax(logits, dim=-1), dim=-1).mean()
+            return torch.sum(-target * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
     else:
-        model = create_model(scale, pretrain=True, partition="rank")
-        index = model.index_masks(*masks(batch))
-        labels = torch.arange(batch)
+        model = create_model(scale, pretrain=True, partition="rank").to(device)
+        index = model.index_masks(*(m.to(device) for m in masks(batch)))
+        labels = torch.arange(batch, device=device)
 
         def forward():
             return model.forward_indexed(video, audio, index)
@@ -146,52 +140,91 @@ def measure(
             loss = 0.0
             for recon, mask in ((out.video_recon, out.video_loss_mask),
                                 (out.audio_recon, out.audio_loss_mask)):
-                loss = loss + ((recon - 0.5).pow(2).mean(-1) * mask).sum() / mask.sum()
-            hcmcl = sum(0.5 * (F.cross_entropy(l, labels) + F.cross_entropy(l.t(), labels))
+                loss = loss + ((recon.float() - 0.5).pow(2).mean(-1) * mask).sum() / mask.sum()
+            hcmcl = sum(0.5 * (F.cross_entropy(l.float(), labels)
+                               + F.cross_entropy(l.float().t(), labels))
                         for l in out.logits_per_video)
             return loss + 0.0025 * hcmcl
 
-    def autocast():
-        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=variant == "bf16")
+    run = torch.compile(forward) if compiled else forward
+    device_type = torch.device(device).type
 
-    def steps(fwd):
-        def train_step():
-            model.train()
-            with autocast():
-                out = fwd()
-            loss_fn(out).backward()
-            model.zero_grad(set_to_none=True)
+    def train_step():
+        model.train()
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
+            out = run()
+        loss_fn(out).backward()
+        model.zero_grad(set_to_none=True)
 
-        def eval_step():
-            model.eval()
-            with torch.no_grad(), autocast():
-                fwd()
+    def eval_step():
+        model.eval()
+        with torch.no_grad(), torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
+            run()
 
-        return train_step, eval_step
+    return train_step, eval_step, model
 
-    train_step, eval_step = steps(forward)
-    result = {"fwd_bwd_gflop": count_gflop(train_step)}
-    if variant == "compiled":
-        train_step, eval_step = steps(torch.compile(forward))
-    for name, step in (("fwd_bwd_s", train_step), ("fwd_s", eval_step)):
-        for _ in range(warmup):
-            step()
-        times = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - start)
-        result[name] = times
-    result["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    result["params"] = sum(p.numel() for p in model.parameters())
+
+def time_steps(step: Callable[[], None], runs: int, warmup: int, device: str) -> list[float]:
+    """Seconds per call of ``step`` (the device synchronised around each call)."""
+    import torch
+
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    for _ in range(warmup):
+        step()
+    sync()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def measure(model_kind: str, scale: str, batch: int, impl: str, precision: str, runs: int,
+            warmup: int, threads: int, device: str = "cpu") -> dict:
+    """One configuration: operations, step times and peak memory."""
+    import torch
+    from published_compute import published_computation
+
+    torch.set_num_threads(threads)
+    with contextlib.ExitStack() as stack:
+        if impl == "published":
+            stack.enter_context(published_computation())
+        bf16 = precision == "bf16"
+        train_step, eval_step, model = build_steps(model_kind, scale, batch, device, bf16)
+        result = {"fwd_bwd_gflop": count_gflop(train_step),
+                  "params": sum(p.numel() for p in model.parameters())}
+        if impl == "compiled":  # counted uncompiled: the operations are the same
+            train_step, eval_step, model = build_steps(model_kind, scale, batch, device, bf16,
+                                                       compiled=True)
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        result["fwd_bwd_s"] = time_steps(train_step, runs, warmup, device)
+        result["fwd_s"] = time_steps(eval_step, runs, warmup, device)
+    if device == "cuda":
+        result["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    else:
+        result["peak_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     return result
 
 
-def run_child(args: argparse.Namespace, model: str, scale: str, batch: int, variant: str) -> dict:
-    cmd = [
-        sys.executable, __file__, "--child", model, scale, str(batch), variant,
-        "--runs", str(args.runs), "--warmup", str(args.warmup), "--threads", str(args.threads),
-    ]
+def matmul_peak(precision: str, n: int, threads: int, device: str = "cpu", runs: int = 5) -> float:
+    """The machine's ``torch.mm`` rate for n×n matrices, in GFLOP/s (best of ``runs``)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    times = time_steps(lambda: torch.mm(a, b), runs, 2, device)
+    return 2 * n**3 / min(times) / 1e9
+
+
+def run_child(args: argparse.Namespace, *child: str) -> dict:
+    cmd = [sys.executable, __file__, "--child", *child, "--runs", str(args.runs),
+           "--warmup", str(args.warmup), "--threads", str(args.threads),
+           "--device", args.device, "--peak-n", str(args.peak_n)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -200,47 +233,44 @@ def emit(**fields) -> None:
     print(json.dumps(fields), flush=True)
 
 
-def bench(args: argparse.Namespace, model: str, scale: str, batch: int, common: dict) -> None:
-    """Measure every variant of one configuration and print its figures."""
-    pooled = {v: {"fwd_bwd_s": [], "fwd_s": [], "peak_rss_gib": 0.0} for v in args.variants}
+def bench(args: argparse.Namespace, model: str, scale: str, batch: int, peaks: dict,
+          common: dict) -> None:
+    """Every implementation × precision of one configuration, with the same-run ratios."""
+    configs = [(i, p) for p in args.precisions for i in args.impls
+               if not (i == "compiled" and p != "fp32" and args.device == "cpu")]
+    pooled = {c: {"fwd_bwd_s": [], "fwd_s": [], "peak_gib": 0.0} for c in configs}
     for _ in range(args.rounds):
-        for variant in args.variants:
-            r = run_child(args, model, scale, batch, variant)
-            acc = pooled[variant]
+        for impl, precision in configs:
+            r = run_child(args, model, scale, str(batch), impl, precision)
+            acc = pooled[(impl, precision)]
             acc["fwd_bwd_s"] += r["fwd_bwd_s"]
             acc["fwd_s"] += r["fwd_s"]
-            acc["peak_rss_gib"] = max(acc["peak_rss_gib"], r["peak_rss_gib"])
-            acc["params"] = r["params"]
-            acc["fwd_bwd_gflop"] = r["fwd_bwd_gflop"]
+            acc["peak_gib"] = max(acc["peak_gib"], r["peak_gib"])
+            acc["params"], acc["gflop"] = r["params"], r["fwd_bwd_gflop"]
     key = {"model": model, "scale": scale, "batch": batch}
-    for variant, r in pooled.items():
-        precision = {"precision": "bf16 autocast" if variant == "bf16" else "fp32"}
-        for metric in ("fwd_s", "fwd_bwd_s"):
-            emit(**key, variant=variant, metric=metric, runs=len(r[metric]),
-                 median=round(statistics.median(r[metric]), 4), min=round(min(r[metric]), 4),
-                 **precision, **common)
-        emit(**key, variant=variant, metric="peak_rss_gib", value=round(r["peak_rss_gib"], 3),
-             params=r["params"], **common)
-        emit(**key, variant=variant, metric="fwd_bwd_gflop", value=round(r["fwd_bwd_gflop"], 2),
+    for (impl, precision), r in pooled.items():
+        best = min(r["fwd_bwd_s"])
+        achieved = r["gflop"] / best
+        emit(**key, impl=impl, precision=precision, metric="fwd_bwd_s",
+             median=round(statistics.median(r["fwd_bwd_s"]), 4), min=round(best, 4),
+             runs=len(r["fwd_bwd_s"]), gflop=round(r["gflop"], 1),
+             gflop_per_s=round(achieved, 1),
+             fraction_of_mm_peak=round(achieved / peaks[precision], 3), **common)
+        emit(**key, impl=impl, precision=precision, metric="fwd_s",
+             median=round(statistics.median(r["fwd_s"]), 4), min=round(min(r["fwd_s"]), 4),
              **common)
-    for other in ("unfolded", "naive"):
-        if other in pooled and "ours" in pooled:
-            times, ours = pooled[other]["fwd_bwd_s"], pooled["ours"]["fwd_bwd_s"]
-            emit(**key, metric=f"fwd_bwd_speedup_vs_{other}",
-                 value=round(statistics.median(times) / statistics.median(ours), 3),
-                 value_of_minima=round(min(times) / min(ours), 3), **common)
-    if (model, scale, batch) not in PUBLISHED:
-        return
-    low, high, rss = PUBLISHED[(model, scale, batch)]
-    for variant in ("ours", "compiled", "bf16"):
-        if variant in pooled:
-            t = statistics.median(pooled[variant]["fwd_bwd_s"])
-            emit(**key, variant=variant, metric="fwd_bwd_speedup_vs_published_readme",
-                 value=[round(low / t, 3), round(high / t, 3)], published_median_s=[low, high],
-                 published_peak_rss_gib=rss,
-                 peak_rss_gib=round(pooled[variant]["peak_rss_gib"], 3),
-                 **{**common, "note": "published figures from reference README §7 (same machine "
-                                       "kind, another time, fp32): indicative only"})
+        emit(**key, impl=impl, precision=precision, metric="peak_memory_gib",
+             value=round(r["peak_gib"], 3), params=r["params"], **common)
+    for precision in args.precisions:
+        base = pooled.get(("published", precision))
+        for impl in ("ours", "compiled"):
+            ours = pooled.get((impl, precision))
+            if base and ours:
+                emit(**key, impl=impl, precision=precision, metric="fwd_bwd_speedup_vs_published",
+                     median=round(statistics.median(base["fwd_bwd_s"])
+                                  / statistics.median(ours["fwd_bwd_s"]), 3),
+                     of_minima=round(min(base["fwd_bwd_s"]) / min(ours["fwd_bwd_s"]), 3),
+                     **common)
 
 
 def main() -> None:
@@ -248,28 +278,39 @@ def main() -> None:
     parser.add_argument("--scales", nargs="+", default=["tiny", "small", "base"])
     parser.add_argument("--models", nargs="+", default=["classifier", "pretrain"])
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[2])
-    parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), choices=VARIANTS)
+    parser.add_argument("--impls", nargs="+", default=["ours", "published"], choices=IMPLS)
+    parser.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=1, help="alternate the variants this often")
+    parser.add_argument("--rounds", type=int, default=1, help="alternate the configurations")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--child", nargs=4, metavar=("MODEL", "SCALE", "BATCH", "VARIANT"),
-                        help=argparse.SUPPRESS)
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--peak-n", type=int, default=2048, help="torch.mm size for the ceiling")
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--peak-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        model, scale, batch, variant = args.child
-        print(json.dumps(measure(model, scale, int(batch), variant, args.runs, args.warmup,
-                                 args.threads)))
+        model, scale, batch, impl, precision = args.child
+        print(json.dumps(measure(model, scale, int(batch), impl, precision, args.runs,
+                                 args.warmup, args.threads, args.device)))
+        return
+    if args.peak_child:
+        print(json.dumps(matmul_peak(args.peak_child, args.peak_n, args.threads, args.device)))
         return
 
-    import torch
-
-    common = {"threads": args.threads, "torch": torch.__version__,
-              "note": "shared CPU: compare only figures from the same run"}
+    common = {"machine": machine(args.device, args.threads)}
+    peaks = {}
+    for precision in args.precisions:
+        cmd = [sys.executable, __file__, "--peak-child", precision, "--peak-n", str(args.peak_n),
+               "--threads", str(args.threads), "--device", args.device]
+        peaks[precision] = json.loads(subprocess.run(cmd, check=True, capture_output=True,
+                                                     text=True).stdout.strip().splitlines()[-1])
+        emit(metric="mm_peak_gflop_per_s", precision=precision, n=args.peak_n,
+             value=round(peaks[precision], 1), **common)
     for model in args.models:
         for scale in args.scales:
             for batch in args.batch_sizes:
-                bench(args, model, scale, batch, common)
+                bench(args, model, scale, batch, peaks, common)
 
 
 if __name__ == "__main__":

@@ -74,11 +74,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sleep", type=float, default=0.0)
     ap.add_argument("--every", type=int, default=5)
     ap.add_argument("--global-rng", action="store_true")
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda (NCCL under torchrun)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    info = distributed.init_distributed(device="cpu")
+    info = distributed.init_distributed(device=args.device)
     seeding.seed_everything(1234 + info.rank)
-    model = TinyAV(args.dropout)
+    model = TinyAV(args.dropout).to(info.device)
     ddp = nn.parallel.DistributedDataParallel(model) if info.world_size > 1 else model
     data = synthetic(N_TRAIN, 0)
     sampler = distributed.ResumableDistributedSampler(data, seed=7)
@@ -101,13 +102,16 @@ def main(argv: list[str] | None = None) -> None:
         for epoch in range(sampler.epoch, args.epochs):
             loader.set_epoch(epoch)
             for idx, xv, xa, y in loader:
+                xv, xa, y = (distributed.to_device(t, info.device) for t in (xv, xa, y))
                 if args.global_rng:  # per-rank global RNGs: exercises their checkpointing
-                    xv = xv + 0.01 * torch.from_numpy(np.random.standard_normal(xv.shape)).float()
+                    noise = torch.from_numpy(np.random.standard_normal(tuple(xv.shape)))
+                    xv = xv + 0.01 * noise.float().to(xv.device)
                     xa = xa * (1.0 + 0.01 * random.random())
                 else:  # keyed by (seed, epoch, sample): the same whatever the world size
                     xv = xv + 0.01 * torch.stack([torch.randn(
-                        DV, generator=seeding.make_generator(3, epoch, int(i))) for i in idx])
-                enc, dec = sample_masks(epoch, idx)
+                        DV, generator=seeding.make_generator(3, epoch, int(i))) for i in idx]
+                    ).to(info.device)
+                enc, dec = (m.to(info.device) for m in sample_masks(epoch, idx))
                 with prec.autocast():
                     lv, la, logits, recon = ddp(xv, xa)
                     loss = (losses.hierarchical_contrastive_loss(lv, la, 0.1)
@@ -142,7 +146,8 @@ def evaluate(model: nn.Module, out: Path, info: distributed.DistInfo) -> None:
     model.eval()
     with torch.no_grad():
         for i, xv, xa, y in loader:
-            idx.append(i), preds.append(model(xv, xa)[2].argmax(-1)), labels.append(y)
+            logits = model(xv.to(info.device), xa.to(info.device))[2]
+            idx.append(i), preds.append(logits.argmax(-1).cpu()), labels.append(y)
     index, pred, true = distributed.gather_predictions(
         torch.cat(preds), torch.cat(labels), index=torch.cat(idx))
     if info.is_main:

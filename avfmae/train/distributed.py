@@ -30,6 +30,7 @@ __all__ = [
     "get_world_size",
     "is_main_process",
     "barrier",
+    "to_device",
     "rank_zero_only",
     "print0",
     "setup_logging",
@@ -329,6 +330,8 @@ class ResumableLoader(torch.utils.data.DataLoader):
     def __init__(self, dataset: Any, *, sampler: torch.utils.data.Sampler, batch_size: int,
                  seed: int = 0, num_workers: int = 0, drop_last: bool = True,
                  **kwargs: Any) -> None:
+        # Page-locked batches let to_device() copy to the GPU while the step runs.
+        kwargs.setdefault("pin_memory", torch.cuda.is_available())
         super().__init__(dataset, batch_size=batch_size, sampler=sampler,
                          num_workers=num_workers, drop_last=drop_last,
                          generator=torch.Generator(), worker_init_fn=seed_worker, **kwargs)
@@ -343,3 +346,8 @@ class ResumableLoader(torch.utils.data.DataLoader):
         if hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(epoch)
         self.generator.manual_seed(derive_seed(self.seed, epoch, get_rank()))
+
+
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``tensor`` on ``device``; from pinned memory to a GPU the copy does not block the host."""
+    return tensor.to(device, non_blocking=tensor.is_pinned())
