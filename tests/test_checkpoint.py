@@ -238,3 +238,36 @@ def test_no_intact_checkpoint_fails_naming_the_file(tmp_path):
     assert "\n" not in str(err.value)
     with pytest.raises(checkpoint.CorruptCheckpoint, match=str(bad)):
         checkpoint.load_checkpoint(bad)
+
+
+def test_resume_state_is_keyed_by_input_content(tmp_path, monkeypatch):
+    from avfmae.io import content_digest
+    from avfmae.train.loop import finish_run, prepare_run_dir
+
+    monkeypatch.chdir(tmp_path)
+    store = tmp_path / "processed"
+    (store / "faces").mkdir(parents=True)
+    (store / "faces" / "a.mp4").write_bytes(b"crf 18")
+    settings = lambda: {"lr": 1.0, "inputs": content_digest([store])}  # noqa: E731
+    model = nn.Linear(2, 2)
+    prepare_run_dir(tmp_path / "run", settings(), "auto").save(4, model=model, epoch=0)
+    assert prepare_run_dir(tmp_path / "run", settings(), "auto").latest() is not None
+
+    (store / "faces" / "a.mp4").write_bytes(b"crf 30")  # same names, new content
+    mgr = prepare_run_dir(tmp_path / "run", settings(), "auto")
+    assert mgr.latest() is None and mgr.resume(model=model) is None
+    mgr.save(2, model=model, epoch=0)
+    finish_run(tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_finetune_state_covers_splits_stores_and_start_weights():
+    from avfmae.config import Params
+    from avfmae.train.finetune import stage_reads
+
+    params = Params()
+    s1 = [str(p) for p in stage_reads(params, "synthetic", 2, "s1")]
+    assert s1 == ["models/pretrain/encoder.safetensors", "data/processed/synthetic",
+                  "data/interim/synthetic"]
+    s3 = [str(p) for p in stage_reads(params, "synthetic", 2, "s3")]
+    assert s3[0] == "models/finetune/synthetic/fold2/s2/best.safetensors"
