@@ -58,7 +58,8 @@ def outputs_digest(repo: Path) -> dict[str, str]:
     return {str(p.relative_to(repo)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
-def test_repro_reruns_exactly_what_changed(micro_repo: Path):
+def test_repro_reruns_exactly_what_changed(micro_repo: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("PYTHONPATH", str(micro_repo))  # the copy's code runs, so edits to it count
     first = repro(micro_repo)
     assert first == ["check", "download", "index", "preprocess", "pretrain", "finetune_s1",
                      "finetune_s2", "finetune_s3", "evaluate", "report"]
@@ -69,6 +70,7 @@ def test_repro_reruns_exactly_what_changed(micro_repo: Path):
     noop_s = time.perf_counter() - started
     print(f"no-op dvc repro: {noop_s:.2f} s")
     _check_trustworthy_outputs(micro_repo)
+    _check_code_edits(micro_repo)
 
     set_params(micro_repo, {"finetune.s3.base_lr": 3.0e-4})
     # report reruns only if the new model changes the metrics it reads (a micro model that
@@ -133,7 +135,25 @@ def _check_trustworthy_outputs(repo: Path) -> None:
     assert "pretrain" in stale_stages(repo)
     dvc(repo, "checkout", "--force")
     assert outputs_digest(repo) == before
+    assert repro(repo) == []  # the checkout restored the stamps too
+
+
+def _check_code_edits(repo: Path) -> None:
+    """A docstring edit reruns only the check; a code change reruns the stages importing it."""
+    report_py = repo / "avfmae/eval/report.py"
+    report_py.write_text(report_py.read_text().replace('"""', '"""Reworded. ', 1))
     assert repro(repo) == ["check"]
+    report_py.write_text(report_py.read_text() + "\n_EDITED = True\n")
+    assert repro(repo) == ["check", "report"]
+    blocks = repo / "avfmae/models/blocks.py"
+    original = blocks.read_text()
+    blocks.write_text(original + "\n_EDITED = True\n")
+    dvc(repo, "repro", "--single-item", "check")
+    assert {s.split("@")[0] for s in stale_stages(repo)} == {
+        "pretrain", "finetune_s1", "finetune_s2", "finetune_s3", "evaluate"}
+    blocks.write_text(original)
+    dvc(repo, "repro", "--single-item", "check")
+    assert stale_stages(repo) == set()
 
 
 def test_push_then_pull_into_a_fresh_clone(micro_repo: Path, tmp_path: Path):
