@@ -30,11 +30,13 @@ def _cmd_params(args: argparse.Namespace, params: Params) -> None:
 
 
 def _cmd_pipeline(args: argparse.Namespace, params: Params) -> None:
-    from avfmae.pipeline import sync_generated_files
+    from avfmae.pipeline import sync_generated_files, write_code_stamps
 
     stale = sync_generated_files(params, check=args.check)
     if args.check and stale:
         raise UserError(f"stale generated files: {', '.join(stale)}; run `avfmae pipeline`")
+    if args.stamp:
+        write_code_stamps(params, Path(args.stamp))
     print("up to date" if not stale else f"wrote {', '.join(stale)}")
 
 
@@ -150,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("pipeline", _cmd_pipeline,
             "regenerate dvc.yaml and the Snakemake config schema from avfmae/pipeline.py")
     p.add_argument("--check", action="store_true", help="fail if a generated file is stale")
+    p.add_argument("--stamp", default="", help="after the checks pass, write each stage's code "
+                   "fingerprint into this folder (the dvc.yaml check stage)")
     add("datasets", _cmd_datasets, "list the dataset registry: task, labels, protocol, source")
     for name, func, help in (
         ("download", _cmd_download,

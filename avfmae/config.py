@@ -47,14 +47,18 @@ def knob(
     lo: float | None = None,
     hi: float | None = None,
     lo_open: bool = False,
+    hi_open: bool = False,
+    length: int | None = None,
     help: str = "",
 ) -> Any:
     """Declare a config field with its default, inclusive bounds and a one-line description.
 
-    ``lo_open`` makes the lower bound exclusive (e.g. a learning rate must be > 0).
+    ``lo_open``/``hi_open`` make a bound exclusive (e.g. a learning rate must be > 0). A list
+    field's bounds apply to each element, and ``length`` fixes how many it has.
     Allowed string values are declared with ``Literal[...]`` in the field's type.
     """
-    meta = {"lo": lo, "hi": hi, "lo_open": lo_open, "help": help}
+    meta = {"lo": lo, "hi": hi, "lo_open": lo_open, "hi_open": hi_open, "length": length,
+            "help": help}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     if dataclasses.is_dataclass(default):
@@ -152,7 +156,8 @@ class PretrainConfig:
     base_lr: float = knob(4e-2, lo=0.0, lo_open=True, help="scaled by total batch / 256")
     min_lr: float = knob(1e-6, lo=0.0)
     weight_decay: float = knob(0.05, lo=0.0, hi=1.0)
-    betas: list[float] = knob([0.9, 0.95])
+    betas: list[float] = knob([0.9, 0.95], lo=0.0, hi=1.0, hi_open=True, length=2,
+                              help="AdamW (beta1, beta2)")
     clip_grad: float = knob(0.0, lo=0.0, help="max grad norm; 0 = off")
     mask_ratio_video: float = knob(0.9, lo=0.0, hi=1.0, lo_open=True)
     mask_ratio_audio: float = knob(0.8125, lo=0.0, hi=1.0, lo_open=True)
@@ -340,16 +345,29 @@ def _yaml11_float(text: str) -> float | str:
 
 
 def _check_range(f: dataclasses.Field, value: Any, key: str) -> Any:
-    lo, hi, lo_open = f.metadata.get("lo"), f.metadata.get("hi"), f.metadata.get("lo_open")
+    meta = f.metadata
+    if isinstance(value, list):
+        length = meta.get("length")
+        if length is not None and len(value) != length:
+            raise ConfigError(f"{key}: expected a list of {length} values, got {len(value)}")
+        for i, item in enumerate(value):
+            _check_range(f, item, f"{key}[{i}]")
+        return value
+    lo, hi = meta.get("lo"), meta.get("hi")
+    lo_open, hi_open = meta.get("lo_open"), meta.get("hi_open")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return value
     below = value <= lo if (lo is not None and lo_open) else (lo is not None and value < lo)
-    if below or (hi is not None and value > hi):
-        left = "(" if lo_open else "["
-        lo_s = "-inf" if lo is None else f"{lo:g}"
-        hi_s = "inf" if hi is None else f"{hi:g}"
-        raise ConfigError(f"{key}: {value!r} is out of range; allowed {left}{lo_s}, {hi_s}]")
+    above = value >= hi if (hi is not None and hi_open) else (hi is not None and value > hi)
+    if below or above:
+        raise ConfigError(f"{key}: {value!r} is out of range; allowed {_interval(meta)}")
     return value
+
+
+def _interval(meta: Any) -> str:
+    lo, hi = meta.get("lo"), meta.get("hi")
+    return (f"{'(' if meta.get('lo_open') else '['}{'-inf' if lo is None else f'{lo:g}'}, "
+            f"{'inf' if hi is None else f'{hi:g}'}{')' if meta.get('hi_open') else ']'}")
 
 
 def _join(where: str, name: str) -> str:
@@ -374,11 +392,14 @@ def json_schema(cls: type | None = None) -> dict[str, Any]:
         prop = _type_schema(hints[f.name])
         if f.metadata.get("help"):
             prop["description"] = f.metadata["help"]
+        bounded = prop["items"] if prop.get("type") == "array" else prop
         lo, hi = f.metadata.get("lo"), f.metadata.get("hi")
         if lo is not None:
-            prop["exclusiveMinimum" if f.metadata.get("lo_open") else "minimum"] = lo
+            bounded["exclusiveMinimum" if f.metadata.get("lo_open") else "minimum"] = lo
         if hi is not None:
-            prop["maximum"] = hi
+            bounded["exclusiveMaximum" if f.metadata.get("hi_open") else "maximum"] = hi
+        if f.metadata.get("length") is not None:
+            prop["minItems"] = prop["maxItems"] = f.metadata["length"]
         props[f.name] = prop
     schema = {"type": "object", "properties": props, "additionalProperties": False}
     if cls is Params:
@@ -414,12 +435,25 @@ def _check_across_keys(params: Params) -> None:
     from avfmae.masking import validate_ratios
 
     validate_ratios(params.pretrain)
+    _check_model(params.model)
     known = registry.names()
     for key in ("datasets", "pretrain_pool"):
         for i, name in enumerate(getattr(params.data, key)):
             if name not in known:
                 raise ConfigError(f"data.{key}[{i}]: unknown dataset {name!r}; registry names "
                                   f"are {', '.join(known)}")
+    for name in params.data.mirrors:
+        if name not in known:
+            raise ConfigError(f"data.mirrors.{name}: unknown dataset; registry names are "
+                              f"{', '.join(known)}")
+    if not params.data.datasets:
+        raise ConfigError("data.datasets: list at least one labeled dataset, e.g. [synthetic]")
+    for key, values in (("data.datasets", params.data.datasets),
+                        ("data.pretrain_pool", params.data.pretrain_pool),
+                        ("data.folds", params.data.folds)):
+        twice = [v for i, v in enumerate(values) if v in values[:i]]
+        if twice:
+            raise ConfigError(f"{key}: {twice[0]!r} is listed twice")
     for i, name in enumerate(params.data.datasets):
         spec = registry.get(name)
         if spec.is_pool:
@@ -447,6 +481,60 @@ def _check_across_keys(params: Params) -> None:
             raise ConfigError(f"finetune.{name}.rand_augment: {err}") from None
 
 
+def _check_model(model: ModelConfig) -> None:
+    """The scale is registered, each override names a scale field with a value of its type, and
+    the resolved scale is consistent (e.g. head counts divide the width)."""
+    from avfmae.models.scales import ModelScale, field_names, get_scale, scale_names
+
+    if model.scale not in scale_names():
+        raise ConfigError(f"model.scale: {model.scale!r} is not registered; choose one of "
+                          f"{scale_names()}")
+    hints = {**typing.get_type_hints(ModelScale), "depth": int}
+    for name, value in model.overrides.items():
+        key = f"model.overrides.{name}"
+        if name not in hints or name == "name":
+            raise ConfigError(f"{key}: unknown scale field; allowed are "
+                              f"{', '.join(n for n in field_names() if n != 'name')}")
+        _check_override_type(hints[name], value, key)
+    if not model.overrides:
+        return  # registered scales are known to build
+    try:
+        get_scale(model.scale, **model.overrides)
+        _build_on_meta_device(model)
+    except (ValueError, TypeError, AssertionError) as err:
+        raise ConfigError(f"model.overrides: {err}") from None
+
+
+def _build_on_meta_device(model: ModelConfig) -> None:
+    """Construct both models without allocating weights: the geometry checks (patch and region
+    tiling) live in the layers, and this finds their errors before any stage starts."""
+    import torch
+
+    from avfmae.models import create_model
+
+    with torch.device("meta"):
+        create_model(model.scale, pretrain=True, **model.overrides)
+        create_model(model.scale, num_classes={"check": 2}, **model.overrides)
+
+
+def _check_override_type(tp: Any, value: Any, key: str) -> None:
+    if get_origin(tp) is tuple:
+        args = get_args(tp)
+        length = None if args[-1] is Ellipsis else len(args)
+        if not isinstance(value, list) or not value or length not in (None, len(value)):
+            raise ConfigError(f"{key}: expected a list of {length or 'one or more'} integers, "
+                              f"got {_kind(value)}")
+        for i, item in enumerate(value):
+            _coerce(int, item, f"{key}[{i}]")
+        return
+    _coerce(tp, value, key)
+    if tp in (int, float) and not isinstance(value, bool) and value <= 0 \
+            and not key.endswith("drop_path_rate"):
+        raise ConfigError(f"{key}: {value!r} is out of range; allowed (0, inf)")
+    if key.endswith("drop_path_rate") and not 0 <= value < 1:
+        raise ConfigError(f"{key}: {value!r} is out of range; allowed [0, 1)")
+
+
 def explain(params: Params) -> str:
     """Every key with its current value, allowed range and meaning, one line each."""
     lines: list[str] = []
@@ -470,8 +558,6 @@ def _explain_section(section: Any, where: str, lines: list[str]) -> None:
 def _allowed(tp: Any, meta: Any) -> str:
     if get_origin(tp) is Literal:
         return " | ".join(map(str, get_args(tp)))
-    lo, hi = meta.get("lo"), meta.get("hi")
-    if lo is None and hi is None:
+    if meta.get("lo") is None and meta.get("hi") is None:
         return ""
-    left = "(" if meta.get("lo_open") else "["
-    return f"{left}{'-inf' if lo is None else f'{lo:g}'}, {'inf' if hi is None else f'{hi:g}'}]"
+    return _interval(meta)

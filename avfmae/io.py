@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, BinaryIO
@@ -59,6 +60,35 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
 def atomic_write_text(path: Path, text: str) -> Path:
     """Text version of :func:`atomic_write_bytes` (UTF-8)."""
     return atomic_write_bytes(path, text.encode())
+
+
+def content_digest(paths: Iterable[Path]) -> dict[str, str]:
+    """Path → SHA-256 of its content; a folder hashes every file under it (relative names and
+    contents, hidden work folders included), a missing path maps to ``"missing"``.
+
+    Keys resumable state by what a stage reads, not by names or timestamps: regenerated clips
+    under unchanged file names change the digest.
+    """
+    return {str(p): _digest(Path(p)) for p in paths}
+
+
+def _digest(path: Path) -> str:
+    if path.is_file():
+        return _file_sha256(path)
+    if not path.is_dir():
+        return "missing"
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(f"{f.relative_to(path).as_posix()}\0{_file_sha256(f)}\n".encode())
+    return h.hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def pyplot() -> ModuleType:

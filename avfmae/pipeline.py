@@ -22,6 +22,9 @@ from avfmae.config import Params
 __all__ = ["Stage", "STAGES", "stage", "enabled_stages", "stage_inputs", "render_dvc_yaml"]
 
 PRETRAIN_ENCODER = "models/pretrain/encoder.safetensors"
+# The first DVC stage writes one code fingerprint per stage here once params.yaml and dvc.yaml
+# are checked (see _dvc_check_stage); each stage depends on its own.
+CODE_STAMPS = ".avfmae/code"
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,8 @@ class Stage:
     """One pipeline stage.
 
     ``deps``/``outs`` map a role name to a path template; ``params`` are dotted ``params.yaml``
-    keys whose edits rerun it. Training stages keep resumable checkpoints under ``runs/``, which
+    keys whose edits rerun it; ``module`` is the entry module whose import closure is the
+    stage's code (see :mod:`avfmae.codegraph`). Training stages keep resumable checkpoints under ``runs/``, which
     is deliberately not an output: neither orchestrator deletes undeclared folders before a
     rerun, so an interrupted stage resumes, and a fresh clone has nothing missing after
     ``dvc pull`` (an uncached ``persist`` out would show as deleted in ``dvc status``).
@@ -37,6 +41,7 @@ class Stage:
 
     name: str
     cmd: str
+    module: str = ""
     wildcards: tuple[str, ...] = ()
     deps: dict[str, str] = field(default_factory=dict)
     outs: dict[str, str] = field(default_factory=dict)
@@ -54,6 +59,7 @@ def _finetune_stage(name: str) -> Stage:
     return Stage(
         name=f"finetune_{name}",
         cmd=f"avfmae finetune --stage {name} --dataset {{ds}} --fold {{fold}}",
+        module="avfmae.train.finetune",
         wildcards=("ds", "fold"),
         deps={"clips": "data/processed/{ds}", "splits": "data/interim/{ds}"},
         outs={"model": f"models/finetune/{{ds}}/fold{{fold}}/{name}"},
@@ -61,7 +67,9 @@ def _finetune_stage(name: str) -> Stage:
         plots={"curves": f"plots/finetune/{{ds}}/fold{{fold}}/{name}.csv"},
         params=("model", "data.datasets", "finetune.init", "finetune.modality",
                 "finetune.mix_audio", "finetune.regression_loss", "finetune.head_init_scale",
-                "finetune.amp", "finetune.seed", f"finetune.{name}"),
+                "finetune.amp", "finetune.seed", f"finetune.{name}",
+                # model selection predicts the validation split with the test-time protocol
+                "eval.num_windows", "eval.batch_size"),
         threads=2, mem_mb=16000, runtime_min=600, gpu=1,
     )
 
@@ -70,6 +78,7 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         name="download",
         cmd="avfmae download {ds}",
+        module="avfmae.data.download",
         wildcards=("ds",),
         outs={"raw": "data/raw/{ds}"},
         params=("data.synthetic", "data.licensed_root", "data.folder_path"),
@@ -78,6 +87,7 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         name="index",
         cmd="avfmae index {ds}",
+        module="avfmae.data.index",
         wildcards=("ds",),
         deps={"raw": "data/raw/{ds}"},
         outs={"index": "data/interim/{ds}"},
@@ -87,6 +97,7 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         name="preprocess",
         cmd="avfmae preprocess {ds}",
+        module="avfmae.preprocess.stage",
         wildcards=("ds",),
         # the media themselves, not only the index: regenerated or re-downloaded clips keep
         # their paths, so an unchanged index alone would leave stale faces in the store
@@ -98,6 +109,7 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         name="pretrain",
         cmd="avfmae pretrain",
+        module="avfmae.train.pretrain",
         outs={"encoder": PRETRAIN_ENCODER},
         metrics={"summary": "metrics/pretrain.json"},
         plots={"figures": "plots/pretrain"},
@@ -110,6 +122,7 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         name="evaluate",
         cmd="avfmae evaluate --dataset {ds} --fold {fold}",
+        module="avfmae.eval.evaluate",
         wildcards=("ds", "fold"),
         deps={"clips": "data/processed/{ds}", "splits": "data/interim/{ds}"},
         outs={"predictions": "predictions/{ds}/fold{fold}.npz"},
@@ -121,6 +134,7 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         name="report",
         cmd="avfmae report",
+        module="avfmae.eval.report",
         deps={"test": "metrics/{ds}/fold{fold}/test.json",
               "selection": "metrics/{ds}/fold{fold}/{stage}.json"},
         outs={"report": "reports/report.md"},
@@ -220,9 +234,7 @@ def _dvc_stage(s: Stage, params: Params) -> dict[str, Any]:
         body["matrix"] = {"ds": datasets_to_prepare(params)}
     fill = _DVC_ITEM if s.wildcards else {}
     body["cmd"] = s.cmd.format(**fill)
-    deps = _flat(stage_inputs(s.name, params, fill))
-    if deps:
-        body["deps"] = deps
+    body["deps"] = [code_stamp(s.name), *_flat(stage_inputs(s.name, params, fill))]
     if s.params:
         body["params"] = list(s.params)
     outs: list[Any] = [o.format(**fill) for o in s.outs.values()]
@@ -235,14 +247,53 @@ def _dvc_stage(s: Stage, params: Params) -> dict[str, Any]:
     return body
 
 
+def stage_code(name: str) -> list[Path]:
+    """The package files a stage runs: its entry module's import closure and the CLI."""
+    from avfmae.codegraph import module_files
+
+    return sorted({*module_files((stage(name).module,)), Path("avfmae/cli.py")})
+
+
+def code_stamp(name: str) -> str:
+    return f"{CODE_STAMPS}/{name}"
+
+
+def _dvc_check_stage(params: Params) -> dict[str, Any]:
+    """The stage every other DVC stage depends on: validates every params section, refuses a
+    stale ``dvc.yaml``, and writes each stage's code fingerprint.
+
+    DVC deletes a stage's outputs just before running its command, so a stage that validated
+    params itself would already have lost its previous outputs; this one runs first after any
+    params or code edit. A stage's fingerprint changes only with the code it imports (not with
+    docstrings or comments), so passing the check reruns only the stages whose code changed.
+    """
+    names = [s.name for s in enabled_stages(params)]
+    code = sorted({str(f) for n in names for f in stage_code(n)}
+                  | {"avfmae/codegraph.py", "avfmae/pipeline.py"})
+    return {"cmd": f"avfmae pipeline --check --stamp {CODE_STAMPS}",
+            "deps": code,
+            "params": [f.name for f in dataclasses.fields(Params)],
+            "outs": [code_stamp(n) for n in names]}
+
+
+def write_code_stamps(params: Params, folder: Path) -> list[Path]:
+    """The check stage's outputs: one code fingerprint per enabled stage."""
+    from avfmae.codegraph import code_fingerprint
+    from avfmae.io import atomic_write_text
+
+    return [atomic_write_text(folder / s.name, code_fingerprint(stage_code(s.name)))
+            for s in enabled_stages(params)]
+
+
 def render_dvc_yaml(params: Params) -> str:
     """The full text of ``dvc.yaml`` for this configuration."""
     header = (
         "# GENERATED by `avfmae pipeline` from avfmae/pipeline.py and params.yaml: do not edit.\n"
         "# Regenerate after changing data.datasets, data.pretrain_pool, data.folds or\n"
-        "# finetune.stages (a test fails when the committed file is stale).\n"
+        "# finetune.stages (the check stage refuses to run a stale file).\n"
     )
-    stages = {s.name: _dvc_stage(s, params) for s in enabled_stages(params)}
+    stages = {"check": _dvc_check_stage(params),
+              **{s.name: _dvc_stage(s, params) for s in enabled_stages(params)}}
     return header + yaml.safe_dump({"stages": stages}, sort_keys=False, width=100)
 
 

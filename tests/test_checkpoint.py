@@ -188,3 +188,86 @@ def test_sigterm_checkpoints_and_resume_is_bit_identical(tmp_path):
     full_log = (full / "losses.jsonl").read_text().splitlines()
     cut_log = (cut / "losses.jsonl").read_text().splitlines()
     assert cut_log == full_log
+
+
+EXPORT_SCRIPT = """
+import sys, torch
+from avfmae.train.checkpoint import export_weights
+g = torch.Generator().manual_seed(0)
+export_weights({"b": torch.randn(3, generator=g), "a": torch.randn(2, 2, generator=g)},
+               sys.argv[1], metadata={"scale": "tiny", "kind": "x", "epoch": "3", "zz": "1"})
+"""
+
+
+def test_same_tensors_give_the_same_bytes_in_every_process(tmp_path):
+    # the metadata map's order was random per process, so a rerun changed the file's hash
+    paths = [tmp_path / f"w{i}.safetensors" for i in range(3)]
+    for path in paths:
+        subprocess.run([sys.executable, "-c", EXPORT_SCRIPT, str(path)], check=True)
+    assert len({p.read_bytes() for p in paths}) == 1
+    from safetensors import safe_open
+
+    with safe_open(str(paths[0]), "pt") as f:
+        assert f.metadata() == {"scale": "tiny", "kind": "x", "epoch": "3", "zz": "1"}
+        assert torch.equal(f.get_tensor("b"), torch.randn(3, generator=torch.Generator()
+                                                          .manual_seed(0)))
+
+
+def test_resume_falls_back_past_a_corrupt_checkpoint(tmp_path):
+    model, opt, *_ = make_state()
+    mgr = checkpoint.CheckpointManager(tmp_path / "ck", keep=3)
+    for step in (2, 4, 6):
+        mgr.save(step, model=model, epoch=0, optimizer=opt)
+    newest, middle = mgr.checkpoints()[-1], mgr.checkpoints()[-2]
+    newest.write_bytes(newest.read_bytes()[:1000])  # truncated
+    with open(middle, "r+b") as f:  # overwritten in place
+        f.seek(200)
+        f.write(os.urandom(4096))
+    info = mgr.resume(model=model, optimizer=opt)
+    assert info["step"] == 2
+    assert [p.name for p in mgr.checkpoints()] == ["checkpoint-000000002.pt"]
+
+
+def test_no_intact_checkpoint_fails_naming_the_file(tmp_path):
+    mgr = checkpoint.CheckpointManager(tmp_path / "ck")
+    (tmp_path / "ck").mkdir()
+    bad = mgr.path_for(5)
+    bad.write_bytes(b"\0" * 100)
+    with pytest.raises(checkpoint.CorruptCheckpoint, match=str(bad)) as err:
+        mgr.resume(model=nn.Linear(2, 2))
+    assert "\n" not in str(err.value)
+    with pytest.raises(checkpoint.CorruptCheckpoint, match=str(bad)):
+        checkpoint.load_checkpoint(bad)
+
+
+def test_resume_state_is_keyed_by_input_content(tmp_path, monkeypatch):
+    from avfmae.io import content_digest
+    from avfmae.train.loop import finish_run, prepare_run_dir
+
+    monkeypatch.chdir(tmp_path)
+    store = tmp_path / "processed"
+    (store / "faces").mkdir(parents=True)
+    (store / "faces" / "a.mp4").write_bytes(b"crf 18")
+    settings = lambda: {"lr": 1.0, "inputs": content_digest([store])}  # noqa: E731
+    model = nn.Linear(2, 2)
+    prepare_run_dir(tmp_path / "run", settings(), "auto").save(4, model=model, epoch=0)
+    assert prepare_run_dir(tmp_path / "run", settings(), "auto").latest() is not None
+
+    (store / "faces" / "a.mp4").write_bytes(b"crf 30")  # same names, new content
+    mgr = prepare_run_dir(tmp_path / "run", settings(), "auto")
+    assert mgr.latest() is None and mgr.resume(model=model) is None
+    mgr.save(2, model=model, epoch=0)
+    finish_run(tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_finetune_state_covers_splits_stores_and_start_weights():
+    from avfmae.config import Params
+    from avfmae.train.finetune import stage_reads
+
+    params = Params()
+    s1 = [str(p) for p in stage_reads(params, "synthetic", 2, "s1")]
+    assert s1 == ["models/pretrain/encoder.safetensors", "data/processed/synthetic",
+                  "data/interim/synthetic"]
+    s3 = [str(p) for p in stage_reads(params, "synthetic", 2, "s3")]
+    assert s3[0] == "models/finetune/synthetic/fold2/s2/best.safetensors"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from avfmae import io
 from avfmae.io import atomic_directory, atomic_write, atomic_write_text, pyplot, save_figure
 
 
@@ -45,3 +46,17 @@ def test_save_figure_writes_a_png(tmp_path: Path):
     path = save_figure(fig, tmp_path / "plot.png", dpi=40)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not pyplot().get_fignums()
+
+
+def test_content_digest_sees_new_content_under_the_same_names(tmp_path):
+    store = tmp_path / "store"
+    (store / "faces").mkdir(parents=True)
+    (store / "faces" / "a.mp4").write_bytes(b"crf18")
+    (store / "manifest.csv").write_text("clip_id\na\n")
+    before = io.content_digest([store, tmp_path / "splits.csv"])
+    assert before[str(tmp_path / "splits.csv")] == "missing"
+    (store / "faces" / "a.mp4").write_bytes(b"crf30")
+    after = io.content_digest([store, tmp_path / "splits.csv"])
+    assert after[str(store)] != before[str(store)]
+    (store / "faces" / "a.mp4").write_bytes(b"crf18")
+    assert io.content_digest([store])[str(store)] == before[str(store)]

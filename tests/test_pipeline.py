@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from avfmae.config import load_params
-from avfmae.pipeline import generated_files
+from avfmae.pipeline import CODE_STAMPS, generated_files, stage_code
 
 BIN = Path(sys.executable).parent
 
@@ -26,7 +26,10 @@ def _dvc_jobs(repo: Path) -> set[tuple[str, tuple[str, ...], tuple[str, ...]]]:
     jobs = set()
     with Repo(str(repo)) as dvc:
         for s in dvc.index.stages:
-            deps = tuple(sorted(str(d.def_path) for d in s.deps if d.def_path != "params.yaml"))
+            if s.name == "check":  # DVC only: Snakemake validates params while parsing
+                continue
+            deps = tuple(sorted(str(d.def_path) for d in s.deps if d.def_path != "params.yaml"
+                                and not d.def_path.startswith(CODE_STAMPS)))
             outs = tuple(sorted(str(o.def_path) for o in s.outs))
             jobs.add((s.cmd, deps, outs))
     return jobs
@@ -64,3 +67,62 @@ def test_preprocessing_depends_on_the_media_it_reads(repo_root):
     # regenerated media keep their paths, so the index alone does not change with them
     deps = {cmd: deps for cmd, deps, _ in _dvc_jobs(repo_root)}
     assert deps["avfmae preprocess synthetic"] == ("data/interim/synthetic", "data/raw/synthetic")
+
+
+def _dvc_stages(repo: Path) -> dict[str, dict]:
+    import yaml
+
+    return yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+
+
+def test_every_dvc_stage_runs_after_the_params_check(repo_root):
+    # DVC deletes a stage's outputs before its command runs: params must fail before that
+    stages = _dvc_stages(repo_root)
+    assert list(stages)[0] == "check"
+    assert set(stages["check"]["params"]) == set(load_params(repo_root / "params.yaml").__dict__)
+    for name, body in list(stages.items())[1:]:
+        assert body["deps"][0] == f"{CODE_STAMPS}/{name}", name
+    assert stages["check"]["outs"] == [f"{CODE_STAMPS}/{name}" for name in list(stages)[1:]]
+    assert set(stages["check"]["deps"]) >= {str(f) for n in list(stages)[1:]
+                                            for f in stage_code(n)}
+
+
+def test_stage_code_is_the_import_closure():
+    report = {str(f) for f in stage_code("report")}
+    assert {"avfmae/eval/report.py", "avfmae/cli.py", "avfmae/config.py"} <= report
+    assert not [f for f in report if f.startswith(("avfmae/models/", "avfmae/train/"))]
+    pretrain = {str(f) for f in stage_code("pretrain")}
+    assert {"avfmae/models/encoder.py", "avfmae/masking.py", "avfmae/train/loop.py"} <= pretrain
+    assert "avfmae/eval/report.py" not in pretrain
+    # parsers are loaded by name from the registry
+    assert "avfmae/data/parsers/ravdess.py" in {str(f) for f in stage_code("index")}
+
+
+def test_code_fingerprint_ignores_docstrings_and_comments(tmp_path):
+    from avfmae.codegraph import code_fingerprint
+
+    mod = tmp_path / "m.py"
+    mod.write_text('"""Doc."""\n\ndef f(x):\n    """Say."""\n    return x + 1  # why\n')
+    before = code_fingerprint([Path("m.py")], repo=tmp_path)
+    mod.write_text('"""Other doc."""\n\ndef f(x):\n    # reworded\n    return x + 1\n')
+    assert code_fingerprint([Path("m.py")], repo=tmp_path) == before
+    mod.write_text('"""Doc."""\n\ndef f(x):\n    return x + 2\n')
+    assert code_fingerprint([Path("m.py")], repo=tmp_path) != before
+
+
+def test_cached_outputs_are_ignored_by_static_rules(repo_root):
+    # DVC's per-folder .gitignore entries are not restored after some failed runs
+    cached, uncached = [], []
+    for body in _dvc_stages(repo_root).values():
+        cached += body["outs"]
+        for entry in body.get("metrics", []) + body.get("plots", []):
+            uncached += list(entry)
+    fill = lambda p: p.replace("${item.ds}", "synthetic").replace("${item.fold}", "1")  # noqa: E731
+    res = subprocess.run(["git", "check-ignore", "--no-index", "-v", *map(fill, cached)],
+                         cwd=repo_root, capture_output=True, text=True)
+    ignored = {line.split("\t")[-1] for line in res.stdout.splitlines()
+               if line.startswith(".gitignore:")}
+    assert ignored == set(map(fill, cached))
+    res = subprocess.run(["git", "check-ignore", "--no-index", *map(fill, uncached)],
+                         cwd=repo_root, capture_output=True, text=True)
+    assert res.stdout == ""  # metrics and plots are tracked by git

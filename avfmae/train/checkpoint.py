@@ -25,9 +25,14 @@ requeued job or an orchestrator retry resumes from that checkpoint via
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+import pickle
 import random
 import re
 import signal
+import zipfile
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -36,9 +41,17 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from avfmae.errors import UserError
 from avfmae.io import atomic_write
+from avfmae.train.distributed import (
+    barrier,
+    get_rank,
+    get_world_size,
+    is_distributed,
+    is_main_process,
+)
 
-from avfmae.train.distributed import barrier, get_rank, get_world_size, is_distributed
+log = logging.getLogger(__name__)
 
 __all__ = [
     "EXIT_PREEMPTED",
@@ -48,10 +61,14 @@ __all__ = [
     "restore_rng_state",
     "save_checkpoint",
     "load_checkpoint",
+    "read_checkpoint",
+    "restore_checkpoint",
+    "CorruptCheckpoint",
     "CheckpointManager",
     "Preemption",
     "export_weights",
     "load_weights",
+    "safetensors_bytes",
 ]
 
 EXIT_PREEMPTED = 75
@@ -157,6 +174,26 @@ def save_checkpoint(
     return out
 
 
+class CorruptCheckpoint(UserError):
+    """A checkpoint file that cannot be read back (truncated, overwritten, not a checkpoint)."""
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint dict of ``path`` (``weights_only=True``); :class:`CorruptCheckpoint` names
+    the file when it is unreadable, instead of a deep unpickling traceback."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, zipfile.BadZipFile,
+            pickle.UnpicklingError) as err:
+        raise CorruptCheckpoint(f"{path}: unreadable checkpoint ({type(err).__name__}: "
+                                f"{str(err).splitlines()[0] if str(err) else 'no detail'}); "
+                                "delete it or rerun with --resume never") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "step" not in ckpt:
+        raise CorruptCheckpoint(f"{path}: not an avfmae training checkpoint; delete it or rerun "
+                                "with --resume never")
+    return ckpt
+
+
 def load_checkpoint(
     path: str | Path,
     *,
@@ -173,7 +210,23 @@ def load_checkpoint(
     RNG state and ``rank_state`` are taken from this rank's entry (rank 0's when the world size
     changed). Returns ``{"step", "epoch", "extra", "rank_state"}``.
     """
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    return restore_checkpoint(read_checkpoint(path), model=model, optimizer=optimizer,
+                              scheduler=scheduler, scaler=scaler, sampler=sampler,
+                              restore_rng=restore_rng, strict=strict)
+
+
+def restore_checkpoint(
+    ckpt: dict[str, Any],
+    *,
+    model: torch.nn.Module | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
+    scaler: Any = None,
+    sampler: Any = None,
+    restore_rng: bool = True,
+    strict: bool = True,
+) -> dict[str, Any]:
+    """:func:`load_checkpoint` for a checkpoint dict already read with :func:`read_checkpoint`."""
     if model is not None:
         unwrap_model(model).load_state_dict(ckpt["model"], strict=strict)
     for obj, key in ((optimizer, "optimizer"), (scheduler, "scheduler"), (scaler, "scaler"),
@@ -228,12 +281,27 @@ class CheckpointManager:
         return path
 
     def resume(self, **objects: Any) -> dict[str, Any] | None:
-        path = self.latest()
-        if path is None:
-            return None
-        info = load_checkpoint(path, **objects)
-        info["path"] = path
-        return info
+        """Load the newest intact checkpoint; unreadable newer ones are deleted (a torn copy, a
+        full disk, a user's accident). Raises :class:`CorruptCheckpoint` naming the newest file
+        when none is intact, rather than silently starting over."""
+        paths = self.checkpoints()
+        first_error: CorruptCheckpoint | None = None
+        for path in reversed(paths):
+            try:
+                ckpt = read_checkpoint(path)
+            except CorruptCheckpoint as err:
+                first_error = first_error or err
+                log.warning("%s; falling back to an older checkpoint", err)
+                continue
+            if is_main_process():
+                for newer in paths[paths.index(path) + 1:]:
+                    newer.unlink(missing_ok=True)
+            info = restore_checkpoint(ckpt, **objects)
+            info["path"] = path
+            return info
+        if first_error is not None:
+            raise first_error
+        return None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -306,8 +374,24 @@ def export_weights(
     if isinstance(state, torch.nn.Module):
         state = unwrap_model(state).state_dict()
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
-    data = save(tensors, metadata=metadata)
+    data = safetensors_bytes(save(tensors, metadata=metadata))
     return atomic_write(path, lambda f: f.write(data))
+
+
+def safetensors_bytes(data: bytes) -> bytes:
+    """``data`` with its JSON header re-serialised in a fixed order.
+
+    The safetensors writer keeps ``__metadata__`` in a hash map whose order is random per
+    process, so the same tensors would hash differently from run to run and DVC would rerun
+    every stage downstream. The tensor table and the data offsets are left as they are.
+    """
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + size])
+    meta = header.pop("__metadata__", None)
+    ordered = {"__metadata__": dict(sorted(meta.items()))} if meta else {}
+    text = json.dumps({**ordered, **header}, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the format aligns the data section to 8 bytes
+    return len(text).to_bytes(8, "little") + text + data[8 + size:]
 
 
 def load_weights(path: str | Path) -> dict[str, torch.Tensor]:

@@ -18,7 +18,6 @@ the target's validation split, and writes ``models/finetune/<ds>/fold<k>/<stage>
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -42,7 +41,7 @@ from avfmae.eval.evaluate import (
     task_metrics,
     task_of,
 )
-from avfmae.io import atomic_write_text
+from avfmae.io import atomic_write_text, content_digest
 from avfmae.models import AVFClassifier, create_model, load_pretrained_encoder
 from avfmae.pipeline import PRETRAIN_ENCODER
 from avfmae.train.amp import Precision
@@ -54,7 +53,7 @@ from avfmae.train.distributed import (
     init_distributed,
     is_main_process,
 )
-from avfmae.train.loop import Loop, prepare_run_dir
+from avfmae.train.loop import Loop, finish_run, prepare_run_dir
 from avfmae.train.losses import regression_loss, soft_target_cross_entropy
 from avfmae.train.mixup import MixupCutmix
 from avfmae.train.optim import WarmupCosineSchedule, build_optimizer, scaled_lr
@@ -145,18 +144,23 @@ def run_settings(params: Params, dataset: str, fold: int, stage: str) -> dict[st
     ft = dataclasses.asdict(params.finetune)
     for key in ("s1", "s2", "s3", "num_workers", "stages"):
         ft.pop(key)
-    inputs = {}
-    prev = previous_stage(params, stage)
-    init = stage_model_dir(params, dataset, fold, prev) / "best.safetensors" if prev \
-        else Path(PRETRAIN_ENCODER)
-    for path in [init, *(Path(params.data.root) / "processed" / d / "manifest.csv"
-                         for d in params.data.datasets)]:
-        if path.is_file():
-            inputs[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     return {"model": dataclasses.asdict(params.model), "finetune": ft,
             "stage": dataclasses.asdict(getattr(params.finetune, stage)),
             "datasets": params.data.datasets, "eval": dataclasses.asdict(params.eval),
-            "inputs": inputs}
+            "inputs": content_digest(stage_reads(params, dataset, fold, stage))}
+
+
+def stage_reads(params: Params, dataset: str, fold: int, stage: str) -> list[Path]:
+    """Every input a stage's result depends on: the weights it starts from, and the clip stores
+    and splits (``data/interim``) of the datasets it trains and selects on."""
+    prev = previous_stage(params, stage)
+    if prev is not None:
+        init = [stage_model_dir(params, dataset, fold, prev) / "best.safetensors"]
+    else:
+        init = [] if params.finetune.init == "random" else [Path(PRETRAIN_ENCODER)]
+    datasets = dict.fromkeys([*params.data.datasets, dataset]) if stage == "s1" else [dataset]
+    root = Path(params.data.root)
+    return [*init, *(root / part / ds for ds in datasets for part in ("processed", "interim"))]
 
 
 def freeze_encoders(model: AVFClassifier) -> int:
@@ -290,6 +294,7 @@ def finetune(params: Params, stage: str, dataset: str, fold: int, resume: str = 
     history = loop.fit(lambda b, e: {"loss": objective(model, b, e, info.device)}, validate)
     if is_main_process():
         _write_outputs(params, dataset, fold, stage, module, target, history, best_path)
+        finish_run(run_dir)
     cleanup_distributed()
     return stage_model_dir(params, dataset, fold, stage)
 

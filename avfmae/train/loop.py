@@ -50,8 +50,9 @@ def settings_digest(settings: dict[str, Any]) -> str:
 def prepare_run_dir(run_dir: Path, settings: dict[str, Any], resume: str) -> CheckpointManager:
     """Set up ``run_dir`` for a run with ``settings``; decide what may be resumed.
 
-    ``resume='auto'`` keeps the checkpoints only when they were made with the same settings
-    (editing e.g. a learning rate starts over rather than continuing a different run);
+    ``resume='auto'`` keeps the run folder only when it was made with the same settings,
+    which include the digests of the inputs the stage reads (editing a learning rate or
+    re-preprocessing the clips starts over rather than continuing a different run);
     ``'never'`` always starts over; a path resumes from that checkpoint file.
     """
     ckpt_dir = run_dir / "checkpoints"
@@ -59,15 +60,25 @@ def prepare_run_dir(run_dir: Path, settings: dict[str, Any], resume: str) -> Che
     digest = settings_digest(settings)
     if resume not in ("auto", "never") and not Path(resume).is_file():
         raise UserError(f"--resume {resume}: no such checkpoint file")
-    previous = json.loads(stamp.read_text()).get("digest") if stamp.is_file() else None
-    if is_main_process() and ckpt_dir.exists() and (resume == "never" or previous != digest):
-        why = "--resume never" if resume == "never" else "its settings changed"
+    try:
+        previous = json.loads(stamp.read_text()).get("digest") if stamp.is_file() else None
+    except (ValueError, AttributeError):
+        previous = None
+    if is_main_process() and run_dir.exists() and (resume == "never" or previous != digest):
+        why = "--resume never" if resume == "never" else "its settings or inputs changed"
         log.info("starting over in %s (%s)", run_dir, why)
-        shutil.rmtree(ckpt_dir)
+        shutil.rmtree(run_dir)
     if is_main_process():
         atomic_write_text(stamp, json.dumps({"digest": digest, "settings": settings},
                                             indent=2, default=str) + "\n")
     return CheckpointManager(ckpt_dir)
+
+
+def finish_run(run_dir: Path) -> None:
+    """Remove a finished run's folder: its outputs are exported, and a checkpoint left behind
+    could later be "resumed" by a run that should have trained afresh."""
+    if is_main_process():
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 @dataclass

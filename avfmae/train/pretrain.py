@@ -7,7 +7,8 @@ hierarchical contrastive loss, and writes:
 - ``models/pretrain/encoder.safetensors`` — encoders + fusion, what fine-tuning loads;
 - ``metrics/pretrain.json`` — first/last epoch losses, throughput;
 - ``plots/pretrain/`` — ``losses.csv`` (per step) and reconstruction pictures;
-- ``runs/pretrain/`` — resumable checkpoints (kept across reruns with the same settings).
+- ``runs/pretrain/`` — resumable checkpoints while it runs, kept across an interruption only
+  for a rerun with the same settings and the same clips; removed when the stage finishes.
 
 Runs as one process or under ``torchrun`` (DDP, gloo on CPU, NCCL on GPU).
 """
@@ -28,7 +29,7 @@ from torch import nn
 from avfmae.config import Params
 from avfmae.data.clips import ClipDataset, load_store
 from avfmae.errors import UserError
-from avfmae.io import atomic_write_text
+from avfmae.io import atomic_write_text, content_digest
 from avfmae.masking import dual_masks
 from avfmae.models import AVFPretrain, create_model
 from avfmae.pipeline import PRETRAIN_ENCODER
@@ -41,7 +42,7 @@ from avfmae.train.distributed import (
     init_distributed,
     is_main_process,
 )
-from avfmae.train.loop import Loop, prepare_run_dir
+from avfmae.train.loop import Loop, finish_run, prepare_run_dir
 from avfmae.train.losses import pretraining_losses
 from avfmae.train.optim import WarmupCosineSchedule, build_optimizer, scaled_lr
 from avfmae.train.seeding import make_generator, seed_everything
@@ -94,15 +95,11 @@ def run_settings(params: Params) -> dict[str, Any]:
     cfg = dataclasses.asdict(params.pretrain)
     for key in ("num_workers", "checkpoint_every_steps", "compile"):
         cfg.pop(key)
-    stores = {ds: _file_digest(Path(params.data.root) / "processed" / ds / "manifest.csv")
-              for ds in params.data.pretrain_pool}
-    return {"model": dataclasses.asdict(params.model), "pretrain": cfg, "stores": stores}
-
-
-def _file_digest(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    # every file of each clip store: the manifest alone stays identical when e.g. a new crf
+    # re-encodes the faces under the same names
+    stores = content_digest(Path(params.data.root) / "processed" / ds
+                            for ds in params.data.pretrain_pool)
+    return {"model": dataclasses.asdict(params.model), "pretrain": cfg, "inputs": stores}
 
 
 def pretrain(params: Params, resume: str = "auto") -> Path:
@@ -162,6 +159,7 @@ def pretrain(params: Params, resume: str = "auto") -> Path:
         export_weights(encoder_state(module), PRETRAIN_ENCODER,
                        metadata={"scale": params.model.scale, "kind": "avfmae-pretrain"})
         _write_outputs(params, module, dataset, history, loop.steps, elapsed)
+        finish_run(RUN_DIR)
     cleanup_distributed()
     return Path(PRETRAIN_ENCODER)
 
