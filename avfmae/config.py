@@ -107,6 +107,10 @@ class DataConfig:
     mirrors: dict[str, str] = knob(
         {}, help="dataset → base URL replacing its public download host (mirror, local server)"
     )
+    local_copies: dict[str, str] = knob(
+        {}, help="dataset → folder already holding a copy in the publisher's layout: checked "
+        "and read in place, never downloaded (must lie outside <root>/raw/<dataset>)"
+    )
     synthetic: SyntheticConfig = knob(SyntheticConfig())
 
 
@@ -432,6 +436,10 @@ def _check_across_keys(params: Params) -> None:
                               f"(folds 1..{n})")
     if not params.data.folds:
         raise ConfigError("data.folds: list at least one fold, e.g. [1]")
+    for name in params.data.local_copies:
+        if name not in known or registry.get(name).source.kind == "generated":
+            raise ConfigError(f"data.local_copies: {name!r} is not a downloadable or placed "
+                              f"dataset; registry names are {', '.join(known)}")
     if not params.finetune.stages or len(set(params.finetune.stages)) != len(
             params.finetune.stages) or list(params.finetune.stages) != sorted(
             params.finetune.stages):

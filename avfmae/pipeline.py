@@ -72,7 +72,8 @@ STAGES: tuple[Stage, ...] = (
         cmd="avfmae download {ds}",
         wildcards=("ds",),
         outs={"raw": "data/raw/{ds}"},
-        params=("data.synthetic", "data.licensed_root", "data.folder_path"),
+        params=("data.synthetic", "data.licensed_root", "data.folder_path",
+                "data.local_copies"),
         threads=2, mem_mb=4000, runtime_min=240, local=True,
     ),
     Stage(
@@ -81,7 +82,8 @@ STAGES: tuple[Stage, ...] = (
         wildcards=("ds",),
         deps={"raw": "data/raw/{ds}"},
         outs={"index": "data/interim/{ds}"},
-        params=("data.val_fraction",),
+        # data.folds: a partial copy fails here only when a fold it cannot run is requested
+        params=("data.val_fraction", "data.folds"),
         threads=1, mem_mb=4000, runtime_min=30,
     ),
     Stage(

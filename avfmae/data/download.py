@@ -16,6 +16,10 @@ resumes), and the finished tree is renamed into place.
   checked for the expected structure; when absent, the stage stops with what to obtain, from
   whom and where to put it. The output is only ``source.json`` (where the copy is and a
   fingerprint of its file list), so licensed media never enter the DVC cache.
+- local copy (``data.local_copies[ds]``, any public or licensed dataset): the folder is read
+  in place like a licensed copy; it must lie outside ``{data.root}/raw/{ds}``, match the
+  registry's expected layout and, when it holds the ``source.json`` of an earlier download, the
+  checksums listed there. Nothing is fetched.
 - generated: ``avfmae.data.synthetic.generate``.
 """
 
@@ -558,7 +562,9 @@ def fingerprint(root: Path) -> dict:
 def _check_placed(ds: str, spec: DatasetSpec, params: Params) -> Path:
     root = registry.media_root(ds, params)
     missing = [p for p in spec.source.expect if not root.is_dir() or not _matches(root, p)]
-    if not root.is_dir() or missing:
+    if registry.local_copy(ds, params) is not None:
+        _check_local_copy(ds, spec, root, missing, params)
+    elif not root.is_dir() or missing:
         raise DatasetError(licensed_guidance(spec, root, missing))
     out = registry.raw_dir(ds, params)
     tmp = out.with_name(f".{ds}.download")
@@ -571,6 +577,44 @@ def _check_placed(ds: str, spec: DatasetSpec, params: Params) -> Path:
     _swap_in(tmp, out)
     log.info("download %s: using the copy at %s (%d files)", ds, root, info["files"])
     return out
+
+
+def _check_local_copy(ds: str, spec: DatasetSpec, root: Path, missing: list[str],
+                      params: Params) -> None:
+    """A ``data.local_copies`` folder: outside the stage's output (which DVC replaces on every
+    rerun), in the publisher's layout, and matching the checksums it carries."""
+    raw = registry.raw_dir(ds, params)
+    if _inside(root, raw):
+        raise DatasetError(f"data.local_copies.{ds}: {root} is inside {raw}, the download "
+                           "stage's output, which the pipeline replaces; move the copy elsewhere "
+                           "and point data.local_copies at it")
+    if not root.is_dir():
+        raise DatasetError(f"data.local_copies.{ds}: {root} does not exist")
+    if missing:
+        shape = ", ".join(" or ".join(p.split("|")) for p in spec.source.expect)
+        raise DatasetError(f"data.local_copies.{ds}: {root} is not a copy of {spec.title}: "
+                           f"nothing matches {', '.join(missing)} (expected layout: {shape})")
+    bad = _listed_checksum_failures(root)
+    if bad:
+        raise DatasetError(f"data.local_copies.{ds}: {len(bad)} file(s) of {root} do not match "
+                           "the checksums in its source.json: " + ", ".join(bad[:20]))
+
+
+def _listed_checksum_failures(root: Path) -> list[str]:
+    """Files whose checksum differs from the publisher's, as a ``source.json`` of an earlier
+    ``avfmae download`` lists them (archives, extracted since, cannot be checked)."""
+    try:
+        listing = json.loads((root / "source.json").read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    bad = []
+    for entry in listing:
+        path = root / str(entry.get("path", ""))
+        if not path.is_file() or not (entry.get("md5") or entry.get("sha256")):
+            continue
+        if not _check(path, entry.get("md5") or "", entry.get("sha256") or "")[0]:
+            bad.append(str(entry["path"]))
+    return bad
 
 
 # ----------------------------------------------------------------------------------------------
@@ -603,6 +647,6 @@ def download(ds: str, params: Params) -> Path:
     kind = spec.source.kind
     if kind == "generated":
         return _generate(ds, params)
-    if kind in ("licensed", "user"):
+    if kind in ("licensed", "user") or registry.local_copy(ds, params) is not None:
         return _check_placed(ds, spec, params)
     return _fetch_public(ds, spec, params)
