@@ -7,8 +7,8 @@ resumes), and the finished tree is renamed into place.
 - public (RAVDESS on Zenodo, CREMA-D's Git LFS objects on GitHub): every file is fetched with
   HTTP Range resume, verified against its checksum (pinned in the registry, else the one the
   publisher lists: Zenodo's record MD5s, the SHA-256 of a Git LFS pointer) and archives are
-  extracted only after every member was checked: absolute paths, ``..`` components, links that
-  leave the target and device files make the whole archive fail with nothing extracted.
+  extracted only after every member was checked: absolute paths, ``..`` components, links of
+  any kind and device files make the whole archive fail with nothing extracted.
   ``data.mirrors[ds]`` or the environment variable ``AVFMAE_MIRROR_<DS>`` replaces the hosts
   (Zenodo: ``{base}/api/records/<id>`` and ``{base}/records/<id>/files/<key>``; Git LFS:
   ``{base}/raw/<path>`` for pointers and ``{base}/media/<path>`` for content).
@@ -205,23 +205,15 @@ def _bad_name(name: str) -> str | None:
     return None
 
 
-def _link_escapes(member: str, link: str, relative_to_member: bool) -> bool:
-    if not link or link.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", link):
-        return True
-    base = posixpath.dirname(member.replace("\\", "/")) if relative_to_member else ""
-    joined = posixpath.normpath(posixpath.join(base, link.replace("\\", "/")))
-    return joined == ".." or joined.startswith("../") or joined.startswith("/")
-
-
 def _zip_problems(zf: zipfile.ZipFile) -> list[str]:
     problems = []
     for info in zf.infolist():
         why = _bad_name(info.filename)
-        mode = info.external_attr >> 16
-        if not why and stat.S_ISLNK(mode):
-            target = zf.read(info).decode("utf-8", "replace")
-            if _link_escapes(info.filename, target, True):
-                why = f"symlink to {target!r} outside the target"
+        if not why and stat.S_ISLNK(info.external_attr >> 16):
+            why = "symbolic link (archives with links are refused)"
+        elif not why and stat.S_IFMT(info.external_attr >> 16) not in (0, stat.S_IFREG,
+                                                                          stat.S_IFDIR):
+            why = "device, fifo or socket"
         if why:
             problems.append(f"{info.filename!r}: {why}")
     return problems
@@ -231,13 +223,12 @@ def _tar_problems(tf: tarfile.TarFile) -> list[str]:
     problems = []
     for m in tf.getmembers():
         why = _bad_name(m.name)
-        if not why and m.issym() and _link_escapes(m.name, m.linkname, True):
-            why = f"symlink to {m.linkname!r} outside the target"
-        elif not why and m.islnk() and (_bad_name(m.linkname) or
-                                        _link_escapes(m.name, m.linkname, False)):
-            why = f"hard link to {m.linkname!r} outside the target"
-        elif not why and (m.ischr() or m.isblk() or m.isfifo() or m.isdev()):
-            why = "device or fifo"
+        if not why and m.issym():
+            why = f"symbolic link to {m.linkname!r} (archives with links are refused)"
+        elif not why and m.islnk():
+            why = f"hard link to {m.linkname!r} (archives with links are refused)"
+        elif not why and not (m.isfile() or m.isdir()):
+            why = "device, fifo or other special member"
         if why:
             problems.append(f"{m.name!r}: {why}")
     return problems
@@ -259,11 +250,9 @@ def _extract_zip(zf: zipfile.ZipFile, dest: Path) -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         if not _inside(out.parent, dest):
             raise DatasetError(f"{info.filename!r} would be written outside {dest}")
-        mode = info.external_attr >> 16
-        if stat.S_ISLNK(mode):
-            os.symlink(zf.read(info).decode("utf-8"), out)
-            continue
-        with zf.open(info) as src, open(out, "wb") as dst:
+        # O_NOFOLLOW | O_EXCL: never write through a link, never reuse a path twice
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with zf.open(info) as src, open(fd, "wb") as dst:
             shutil.copyfileobj(src, dst, CHUNK)
 
 
@@ -284,9 +273,11 @@ def _merge_move(src: Path, dst: Path) -> None:
 def safe_extract(archive: Path, target: Path) -> None:
     """Extract a zip or tar archive into ``target``, or nothing at all.
 
-    Every member is checked first; absolute names, ``..`` components, symlinks or hard links
-    that resolve outside ``target`` and device/fifo members fail the whole archive with
-    :class:`DatasetError` listing each offending member. Members are then written to a staging
+    Every member is checked first; absolute names, ``..`` components, any symbolic or hard
+    link and device/fifo members fail the whole archive with :class:`DatasetError` listing each
+    offending member. Links are refused outright rather than resolved: chains of links that
+    are each harmless (a link to ``.``, then links through it) can lead a later member outside
+    the target, and no supported dataset ships links. Members are then written to a staging
     folder inside ``target`` (tar through Python's ``data`` extraction filter as a second guard)
     and moved into place.
     """
@@ -302,6 +293,9 @@ def safe_extract(archive: Path, target: Path) -> None:
             staging.mkdir()
             try:
                 _extract_zip(zf, staging)
+            except OSError as err:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise DatasetError(f"{archive.name}: extraction failed: {err}") from None
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
