@@ -19,7 +19,8 @@ import yaml
 
 from avfmae.config import Params
 
-__all__ = ["Stage", "STAGES", "stage", "enabled_stages", "stage_inputs", "render_dvc_yaml"]
+__all__ = ["Stage", "STAGES", "stage", "enabled_stages", "stage_inputs", "render_dvc_yaml",
+           "init_checkpoint"]
 
 PRETRAIN_ENCODER = "models/pretrain/encoder.safetensors"
 
@@ -145,7 +146,9 @@ def stage(name: str) -> Stage:
 def enabled_stages(params: Params) -> list[Stage]:
     """The stages of this configuration's graph, in order."""
     tuned = {f"finetune_{name}" for name in params.finetune.stages}
-    return [s for s in STAGES if not s.name.startswith("finetune_") or s.name in tuned]
+    pretrain = params.finetune.init == "pretrained"  # else nothing reads the encoder
+    return [s for s in STAGES if (s.name in tuned or not s.name.startswith("finetune_"))
+            and (pretrain or s.name != "pretrain")]
 
 
 def datasets_to_prepare(params: Params) -> list[str]:
@@ -191,7 +194,16 @@ def _previous_model(stage_name: str, params: Params) -> str:
     at = order.index(stage_name)
     if at > 0:
         return stage(f"finetune_{order[at - 1]}").outs["model"]
-    return PRETRAIN_ENCODER if params.finetune.init == "pretrained" else ""
+    return init_checkpoint(params)
+
+
+def init_checkpoint(params: Params) -> str:
+    """The file the first fine-tuning stage starts from: the pretraining stage's encoder, the
+    checkpoint ``finetune.init`` names, or ``""`` for random initialisation."""
+    init = params.finetune.init
+    if init == "random":
+        return ""
+    return PRETRAIN_ENCODER if init == "pretrained" else init
 
 
 def _flat(values: dict[str, Any]) -> list[str]:
