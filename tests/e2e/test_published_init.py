@@ -31,11 +31,10 @@ def _snakemake_plan(repo: Path) -> set[str]:
 @pytest.mark.slow
 def test_published_checkpoint_is_fine_tuned_without_pretraining(micro_repo: Path):
     _published_checkpoint(micro_repo / CKPT)
-    set_params(micro_repo, {"finetune.init": CKPT})
+    set_params(micro_repo, {"finetune.init": CKPT, "finetune.stages": ["s1"]})  # s1 is enough
     stages = yaml.safe_load((micro_repo / "dvc.yaml").read_text())["stages"]
     assert "pretrain" not in stages and CKPT in stages["finetune_s1"]["deps"]
-    chain = {"download", "index", "preprocess", "finetune_s1", "finetune_s2", "finetune_s3",
-             "evaluate", "report"}
+    chain = {"download", "index", "preprocess", "finetune_s1", "evaluate", "report"}
     assert _snakemake_plan(micro_repo) == chain  # Snakemake plans the same graph
 
     res = run([str(BIN / "dvc"), "repro"], cwd=micro_repo)
