@@ -469,6 +469,10 @@ def test_three_actor_copy_runs_the_folds_it_can(workdir, monkeypatch):
     with pytest.raises(DatasetError, match=r"fold 5: no test clips \(its test subjects "
                                            r"Actor_17, Actor_18, Actor_19, Actor_20"):
         index("ravdess", params(local_copies={"ravdess": "copies/ravdess"}, folds=[3, 5]))
+    shutil.rmtree("copies/ravdess/Actor_11")  # two actors: one left to train on, none to validate
+    download("ravdess", p)
+    with pytest.raises(DatasetError, match=r"fold 1: no val clips \(too few other subjects"):
+        index("ravdess", params(local_copies={"ravdess": "copies/ravdess"}, folds=[1]))
 
 
 def test_a_local_copy_is_checked_before_use(workdir, monkeypatch):

@@ -186,16 +186,20 @@ def _h(*parts: object) -> str:
     return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()
 
 
-def _carve_val(ds: str, fold: int, pool: pd.DataFrame, frac: float) -> set[str]:
+def _carve_val(ds: str, fold: int, pool: pd.DataFrame, frac: float,
+               subject_independent: bool = False) -> set[str]:
     """Validation clip ids carved from a fold's training pool (deterministic).
 
     Subject-disjoint when every pool clip has a subject: ``round(frac * n)`` subjects (at least
     one, never all). Otherwise clip-level, stratified by label: ``round(frac * n)`` clips of each
-    label (at least one clip overall).
+    label (at least one clip overall) — except under a subject-independent protocol, where a
+    pool of one subject (a partial copy) gets no validation part.
     """
     if pool.empty:
         return set()
     subjects = sorted(set(pool["subject"]))
+    if subject_independent and len(subjects) < 2:
+        return set()
     if (pool["subject"] != "").all() and len(subjects) >= 2:
         n_val = min(len(subjects) - 1, max(1, round(frac * len(subjects))))
         chosen = set(sorted(subjects, key=lambda s: _h(ds, fold, s))[:n_val])
@@ -227,7 +231,7 @@ def make_splits(
         pool = lab.loc[lab["test_fold"] != k]
         if train_lists and k in train_lists:
             pool = pool.loc[pool["clip_id"].isin(train_lists[k])]
-        val = _carve_val(spec.name, k, pool, val_fraction)
+        val = _carve_val(spec.name, k, pool, val_fraction, spec.protocol.subject_independent)
         for cid in pool["clip_id"]:
             rows.append((cid, k, "val" if cid in val else "train"))
         rows.extend((cid, k, "test") for cid in test["clip_id"])
