@@ -1,9 +1,8 @@
-"""``finetune.init`` as a checkpoint path: sizes checked against the model, bad files in one line."""
+"""``finetune.init`` as a checkpoint path: sizes checked against the model, one-line errors."""
 
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import pytest
 import torch
