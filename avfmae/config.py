@@ -111,6 +111,10 @@ class DataConfig:
     mirrors: dict[str, str] = knob(
         {}, help="dataset → base URL replacing its public download host (mirror, local server)"
     )
+    local_copies: dict[str, str] = knob(
+        {}, help="dataset → folder already holding a copy in the publisher's layout: checked "
+        "and read in place, never downloaded (must lie outside <root>/raw/<dataset>)"
+    )
     synthetic: SyntheticConfig = knob(SyntheticConfig())
 
 
@@ -199,12 +203,20 @@ class StageConfig:
     freeze_encoders: bool = knob(False, help="train only fusion and head")
 
 
+#: file endings ``finetune.init`` accepts as a checkpoint path
+CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt")
+
+
 @dataclass(frozen=True)
 class FinetuneConfig:
     """Three-stage progressive fine-tuning per dataset and fold."""
 
     stages: list[Literal["s1", "s2", "s3"]] = knob(["s1", "s2", "s3"])
-    init: Literal["pretrained", "random"] = knob("pretrained")
+    init: str = knob(
+        "pretrained", help="where s1 (the first stage) starts: pretrained (this pipeline's "
+        "pretraining), random, or the path of a checkpoint file (a published AVF-MAE++ .pth or "
+        "one `avfmae convert` wrote); with random or a path, pretraining is not run"
+    )
     modality: Literal["av", "video", "audio"] = knob("av")
     mix_audio: bool = knob(True, help="mixup/cutmix both modalities (SPEC §12.12)")
     regression_loss: Literal["mse", "ccc"] = knob("ccc")
@@ -466,6 +478,14 @@ def _check_across_keys(params: Params) -> None:
                               f"(folds 1..{n})")
     if not params.data.folds:
         raise ConfigError("data.folds: list at least one fold, e.g. [1]")
+    init = params.finetune.init
+    if init not in ("pretrained", "random") and not init.endswith(CHECKPOINT_SUFFIXES):
+        raise ConfigError(f"finetune.init: {init!r} is neither 'pretrained', 'random' nor a "
+                          f"checkpoint path ({', '.join(CHECKPOINT_SUFFIXES)})")
+    for name in params.data.local_copies:
+        if name not in known or registry.get(name).source.kind == "generated":
+            raise ConfigError(f"data.local_copies: {name!r} is not a downloadable or placed "
+                              f"dataset; registry names are {', '.join(known)}")
     if not params.finetune.stages or len(set(params.finetune.stages)) != len(
             params.finetune.stages) or list(params.finetune.stages) != sorted(
             params.finetune.stages):

@@ -19,7 +19,8 @@ import yaml
 
 from avfmae.config import Params
 
-__all__ = ["Stage", "STAGES", "stage", "enabled_stages", "stage_inputs", "render_dvc_yaml"]
+__all__ = ["Stage", "STAGES", "stage", "enabled_stages", "stage_inputs", "render_dvc_yaml",
+           "init_checkpoint"]
 
 PRETRAIN_ENCODER = "models/pretrain/encoder.safetensors"
 # The first DVC stage writes one code fingerprint per stage here once params.yaml and dvc.yaml
@@ -81,7 +82,8 @@ STAGES: tuple[Stage, ...] = (
         module="avfmae.data.download",
         wildcards=("ds",),
         outs={"raw": "data/raw/{ds}"},
-        params=("data.synthetic", "data.licensed_root", "data.folder_path"),
+        params=("data.synthetic", "data.licensed_root", "data.folder_path",
+                "data.local_copies"),
         threads=2, mem_mb=4000, runtime_min=240, local=True,
     ),
     Stage(
@@ -91,7 +93,8 @@ STAGES: tuple[Stage, ...] = (
         wildcards=("ds",),
         deps={"raw": "data/raw/{ds}"},
         outs={"index": "data/interim/{ds}"},
-        params=("data.val_fraction",),
+        # data.folds: a partial copy fails here only when a fold it cannot run is requested
+        params=("data.val_fraction", "data.folds"),
         threads=1, mem_mb=4000, runtime_min=30,
     ),
     Stage(
@@ -157,7 +160,9 @@ def stage(name: str) -> Stage:
 def enabled_stages(params: Params) -> list[Stage]:
     """The stages of this configuration's graph, in order."""
     tuned = {f"finetune_{name}" for name in params.finetune.stages}
-    return [s for s in STAGES if not s.name.startswith("finetune_") or s.name in tuned]
+    pretrain = params.finetune.init == "pretrained"  # else nothing reads the encoder
+    return [s for s in STAGES if (s.name in tuned or not s.name.startswith("finetune_"))
+            and (pretrain or s.name != "pretrain")]
 
 
 def datasets_to_prepare(params: Params) -> list[str]:
@@ -203,7 +208,16 @@ def _previous_model(stage_name: str, params: Params) -> str:
     at = order.index(stage_name)
     if at > 0:
         return stage(f"finetune_{order[at - 1]}").outs["model"]
-    return PRETRAIN_ENCODER if params.finetune.init == "pretrained" else ""
+    return init_checkpoint(params)
+
+
+def init_checkpoint(params: Params) -> str:
+    """The file the first fine-tuning stage starts from: the pretraining stage's encoder, the
+    checkpoint ``finetune.init`` names, or ``""`` for random initialisation."""
+    init = params.finetune.init
+    if init == "random":
+        return ""
+    return PRETRAIN_ENCODER if init == "pretrained" else init
 
 
 def _flat(values: dict[str, Any]) -> list[str]:

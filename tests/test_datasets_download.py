@@ -147,15 +147,52 @@ def test_archive_slip_is_rejected_with_nothing_written(tmp_path, case):
     assert list(target.iterdir()) == []
 
 
-def test_safe_archive_extracts_with_inner_symlinks(tmp_path):
-    arch = _tar(tmp_path / "a.tar.gz", {"d/x.txt": b"x"},
-                links=[("d/alias.txt", "x.txt", tarfile.SYMTYPE)])
-    safe_extract(arch, tmp_path / "t")
-    assert (tmp_path / "t" / "d" / "alias.txt").read_bytes() == b"x"
+def test_safe_archive_extracts_plain_members(tmp_path):
     z = _zip(tmp_path / "b.zip", {"Actor_01/a.mp4": b"a", "Actor_01/b.mp4": b"b"})
     safe_extract(z, tmp_path / "t")
+    t = _tar(tmp_path / "c.tar.gz", {"Actor_02/c.mp4": b"c"})
+    safe_extract(t, tmp_path / "t")
     assert sorted(p.name for p in (tmp_path / "t" / "Actor_01").iterdir()) == ["a.mp4", "b.mp4"]
+    assert (tmp_path / "t" / "Actor_02" / "c.mp4").read_bytes() == b"c"
     assert not any(p.name.startswith(".extract") for p in (tmp_path / "t").iterdir())
+
+
+@pytest.mark.parametrize("chain", [
+    # each link is lexically inside the target; together they lead out of it
+    {"links": {"a": "."}, "members": {"a/a/a/x.txt": b"ok"}},
+    {"links": {"a": ".", "a/b": "a", "a/b/up": "..", "d": "a/b/up/.."},
+     "members": {"d/outside.txt": b"evil"}},
+    {"links": {"sub/here": ".", "sub/here/there": "here", "sub/here/there/far": ".."},
+     "members": {"sub/here/there/far/far2/outside.txt": b"evil"}},
+    {"links": {"inner.txt": "x.txt"}, "members": {"x.txt": b"x"}},  # even a harmless alias
+])
+def test_chained_links_in_a_zip_are_refused_with_nothing_written(tmp_path, chain):
+    target = tmp_path / "sandbox" / "target"
+    target.mkdir(parents=True)
+    arch = tmp_path / "chain.zip"
+    with zipfile.ZipFile(arch, "w") as zf:  # links first, so later members go through them
+        for name, link in chain["links"].items():
+            info = zipfile.ZipInfo(name)
+            info.external_attr = 0o120777 << 16
+            zf.writestr(info, link)
+        for name, data in chain["members"].items():
+            zf.writestr(name, data)
+    before = _all_files(tmp_path)
+    with pytest.raises(DatasetError, match="symbolic link .archives with links are refused") as e:
+        safe_extract(arch, target)
+    assert all(repr(name) in str(e.value) for name in chain["links"])
+    assert _all_files(tmp_path) == before and list(target.iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", [tarfile.SYMTYPE, tarfile.LNKTYPE])
+def test_tar_links_are_refused_even_when_each_stays_inside(tmp_path, kind):
+    target = tmp_path / "t"
+    links = [("a", ".", kind), ("a/b", "a", kind)] if kind == tarfile.SYMTYPE else \
+        [("h1", "x.txt", kind), ("h2", "h1", kind)]
+    arch = _tar(tmp_path / "l.tar.gz", {"x.txt": b"x"}, links=links)
+    with pytest.raises(DatasetError, match="link to 'a'|link to 'h1'"):
+        safe_extract(arch, target)
+    assert list(target.iterdir()) == []
 
 
 # ----------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -139,7 +140,8 @@ def test_every_registry_entry_downloads_and_indexes_its_fixture(shared, ds):
     labeled = set(m.loc[m["labeled"], "clip_id"])
     assert labeled and set(s["clip_id"]) <= labeled
     n_folds = ix.summary["protocol"]["n_folds"]
-    assert sorted(s["fold"].unique()) == list(range(1, n_folds + 1))
+    runnable = [k for k in range(1, n_folds + 1) if str(k) not in ix.summary["unrunnable_folds"]]
+    assert sorted(s["fold"].unique()) == runnable
     if spec.protocol.n_folds:
         assert n_folds == spec.protocol.n_folds
     test = s.loc[s["part"] == "test", "clip_id"]
@@ -147,7 +149,7 @@ def test_every_registry_entry_downloads_and_indexes_its_fixture(shared, ds):
     if spec.protocol.cross_validation:
         assert set(test) == labeled
     assert not s.duplicated(["clip_id", "fold"]).any()
-    for k in range(1, n_folds + 1):
+    for k in runnable:
         fk = s.loc[s["fold"] == k]
         assert set(fk["part"]) == {"train", "val", "test"}
         if spec.protocol.subject_independent:
@@ -416,3 +418,80 @@ def test_malformed_annotations_fail_with_the_file_named(workdir):
     with pytest.raises(DatasetError, match=r"set_2.csv \(test, set_2\): clip 00002 has label 9"):
         index("dfew", params())
     assert not Path("data/interim/dfew").exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# Partial copies and local copies
+# ----------------------------------------------------------------------------------------------
+
+
+def _no_network(monkeypatch) -> None:
+    def refuse(url, start=0):
+        raise AssertionError(f"a local copy must not be downloaded: {url}")
+
+    monkeypatch.setattr(dl, "_request", refuse)
+
+
+def test_partial_ravdess_copy_keeps_official_folds_without_a_download(workdir, monkeypatch):
+    fx.build_ravdess_tree(Path("copies/ravdess"), list(range(5, 25)))
+    _no_network(monkeypatch)
+    p = params(local_copies={"ravdess": "copies/ravdess"}, folds=[2, 3])
+    download("ravdess", p)
+    info = json.loads(Path("data/raw/ravdess/source.json").read_text())
+    assert info["path"] == str(Path("copies/ravdess").resolve()) and info["files"] == 20 * 3 + 1
+    _, splits_path = index("ravdess", p)
+    m = read_manifest(Path("data/interim/ravdess/manifest.csv"))
+    assert m["video"].str.startswith("copies/ravdess/Actor_").all()
+    ix = Indexed({}, m, read_splits(splits_path),
+                 json.loads(Path("data/interim/ravdess/index.json").read_text()))
+    for k in range(2, 7):  # actor 05 stays in fold 2 with 06-08, as published
+        assert ix.subjects(k, "test") == {f"Actor_{a:02d}" for a in range(4 * k - 3, 4 * k + 1)}
+    assert sorted(ix.splits["fold"].unique()) == [2, 3, 4, 5, 6]
+    assert ix.summary["missing_subjects"] == {"1": [f"Actor_0{a}" for a in range(1, 5)]}
+    assert "Actor_01, Actor_02, Actor_03, Actor_04" in ix.summary["unrunnable_folds"]["1"]
+
+    with pytest.raises(DatasetError, match=r"fold 1: no test clips \(its test subjects "
+                                           r"Actor_01, Actor_02, Actor_03, Actor_04 are not"):
+        index("ravdess", params(local_copies={"ravdess": "copies/ravdess"}, folds=[1, 2]))
+
+
+def test_three_actor_copy_runs_the_folds_it_can(workdir, monkeypatch):
+    fx.build_ravdess_tree(Path("copies/ravdess"), [2, 6, 11])
+    _no_network(monkeypatch)
+    p = params(local_copies={"ravdess": "copies/ravdess"}, folds=[1, 2, 3])
+    download("ravdess", p)
+    s = read_splits(index("ravdess", p)[1])
+    m = read_manifest(Path("data/interim/ravdess/manifest.csv"))
+    test_subject = {k: set(m.loc[m["clip_id"].isin(s.loc[(s["fold"] == k) & (s["part"] == "test"),
+                                                            "clip_id"]), "subject"])
+                    for k in (1, 2, 3)}
+    assert test_subject == {1: {"Actor_02"}, 2: {"Actor_06"}, 3: {"Actor_11"}}
+    with pytest.raises(DatasetError, match=r"fold 5: no test clips \(its test subjects "
+                                           r"Actor_17, Actor_18, Actor_19, Actor_20"):
+        index("ravdess", params(local_copies={"ravdess": "copies/ravdess"}, folds=[3, 5]))
+    shutil.rmtree("copies/ravdess/Actor_11")  # two actors: one left to train on, none to validate
+    download("ravdess", p)
+    with pytest.raises(DatasetError, match=r"fold 1: no val clips \(too few other subjects"):
+        index("ravdess", params(local_copies={"ravdess": "copies/ravdess"}, folds=[1]))
+
+
+def test_a_local_copy_is_checked_before_use(workdir, monkeypatch):
+    with fx.FixtureServer(fx.cremad_remote()) as srv:  # an earlier download, on another machine
+        download("cremad6", params(mirrors={"cremad6": srv.url}, root="elsewhere"))
+    _no_network(monkeypatch)
+    fx.build_ravdess_tree(Path("data/raw/ravdess"), [1])
+    with pytest.raises(DatasetError, match=r"inside data/raw/ravdess, the download stage's "):
+        download("ravdess", params(local_copies={"ravdess": "data/raw/ravdess/"}))
+    Path("copies/flat").mkdir(parents=True)
+    (Path("copies/flat") / "01-01-01-01-01-01-01.mp4").write_bytes(b"x")
+    with pytest.raises(DatasetError, match=r"not a copy of RAVDESS .*Actor_\*/\*\.mp4"):
+        download("ravdess", params(local_copies={"ravdess": "copies/flat"}))
+    # a copy made by an earlier download carries the publisher's checksums: they are verified
+    shutil.copytree("elsewhere/raw/cremad6", "copies/cremad")
+    p = params(local_copies={"cremad6": "copies/cremad"})
+    download("cremad6", p)
+    assert index("cremad6", p)[0].is_file()
+    victim = next(Path("copies/cremad/AudioWAV").glob("*.wav"))
+    victim.write_bytes(victim.read_bytes()[:-10])
+    with pytest.raises(DatasetError, match=rf"do not match the checksums .*{victim.name}"):
+        download("cremad6", p)

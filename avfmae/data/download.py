@@ -7,8 +7,8 @@ resumes), and the finished tree is renamed into place.
 - public (RAVDESS on Zenodo, CREMA-D's Git LFS objects on GitHub): every file is fetched with
   HTTP Range resume, verified against its checksum (pinned in the registry, else the one the
   publisher lists: Zenodo's record MD5s, the SHA-256 of a Git LFS pointer) and archives are
-  extracted only after every member was checked: absolute paths, ``..`` components, links that
-  leave the target and device files make the whole archive fail with nothing extracted.
+  extracted only after every member was checked: absolute paths, ``..`` components, links of
+  any kind and device files make the whole archive fail with nothing extracted.
   ``data.mirrors[ds]`` or the environment variable ``AVFMAE_MIRROR_<DS>`` replaces the hosts
   (Zenodo: ``{base}/api/records/<id>`` and ``{base}/records/<id>/files/<key>``; Git LFS:
   ``{base}/raw/<path>`` for pointers and ``{base}/media/<path>`` for content).
@@ -16,6 +16,10 @@ resumes), and the finished tree is renamed into place.
   checked for the expected structure; when absent, the stage stops with what to obtain, from
   whom and where to put it. The output is only ``source.json`` (where the copy is and a
   fingerprint of its file list), so licensed media never enter the DVC cache.
+- local copy (``data.local_copies[ds]``, any public or licensed dataset): the folder is read
+  in place like a licensed copy; it must lie outside ``{data.root}/raw/{ds}``, match the
+  registry's expected layout and, when it holds the ``source.json`` of an earlier download, the
+  checksums listed there. Nothing is fetched.
 - generated: ``avfmae.data.synthetic.generate``.
 """
 
@@ -201,23 +205,15 @@ def _bad_name(name: str) -> str | None:
     return None
 
 
-def _link_escapes(member: str, link: str, relative_to_member: bool) -> bool:
-    if not link or link.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", link):
-        return True
-    base = posixpath.dirname(member.replace("\\", "/")) if relative_to_member else ""
-    joined = posixpath.normpath(posixpath.join(base, link.replace("\\", "/")))
-    return joined == ".." or joined.startswith("../") or joined.startswith("/")
-
-
 def _zip_problems(zf: zipfile.ZipFile) -> list[str]:
     problems = []
     for info in zf.infolist():
         why = _bad_name(info.filename)
-        mode = info.external_attr >> 16
-        if not why and stat.S_ISLNK(mode):
-            target = zf.read(info).decode("utf-8", "replace")
-            if _link_escapes(info.filename, target, True):
-                why = f"symlink to {target!r} outside the target"
+        if not why and stat.S_ISLNK(info.external_attr >> 16):
+            why = "symbolic link (archives with links are refused)"
+        elif not why and stat.S_IFMT(info.external_attr >> 16) not in (0, stat.S_IFREG,
+                                                                          stat.S_IFDIR):
+            why = "device, fifo or socket"
         if why:
             problems.append(f"{info.filename!r}: {why}")
     return problems
@@ -227,13 +223,12 @@ def _tar_problems(tf: tarfile.TarFile) -> list[str]:
     problems = []
     for m in tf.getmembers():
         why = _bad_name(m.name)
-        if not why and m.issym() and _link_escapes(m.name, m.linkname, True):
-            why = f"symlink to {m.linkname!r} outside the target"
-        elif not why and m.islnk() and (_bad_name(m.linkname) or
-                                        _link_escapes(m.name, m.linkname, False)):
-            why = f"hard link to {m.linkname!r} outside the target"
-        elif not why and (m.ischr() or m.isblk() or m.isfifo() or m.isdev()):
-            why = "device or fifo"
+        if not why and m.issym():
+            why = f"symbolic link to {m.linkname!r} (archives with links are refused)"
+        elif not why and m.islnk():
+            why = f"hard link to {m.linkname!r} (archives with links are refused)"
+        elif not why and not (m.isfile() or m.isdir()):
+            why = "device, fifo or other special member"
         if why:
             problems.append(f"{m.name!r}: {why}")
     return problems
@@ -255,11 +250,9 @@ def _extract_zip(zf: zipfile.ZipFile, dest: Path) -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         if not _inside(out.parent, dest):
             raise DatasetError(f"{info.filename!r} would be written outside {dest}")
-        mode = info.external_attr >> 16
-        if stat.S_ISLNK(mode):
-            os.symlink(zf.read(info).decode("utf-8"), out)
-            continue
-        with zf.open(info) as src, open(out, "wb") as dst:
+        # O_NOFOLLOW | O_EXCL: never write through a link, never reuse a path twice
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with zf.open(info) as src, open(fd, "wb") as dst:
             shutil.copyfileobj(src, dst, CHUNK)
 
 
@@ -280,9 +273,11 @@ def _merge_move(src: Path, dst: Path) -> None:
 def safe_extract(archive: Path, target: Path) -> None:
     """Extract a zip or tar archive into ``target``, or nothing at all.
 
-    Every member is checked first; absolute names, ``..`` components, symlinks or hard links
-    that resolve outside ``target`` and device/fifo members fail the whole archive with
-    :class:`DatasetError` listing each offending member. Members are then written to a staging
+    Every member is checked first; absolute names, ``..`` components, any symbolic or hard
+    link and device/fifo members fail the whole archive with :class:`DatasetError` listing each
+    offending member. Links are refused outright rather than resolved: chains of links that
+    are each harmless (a link to ``.``, then links through it) can lead a later member outside
+    the target, and no supported dataset ships links. Members are then written to a staging
     folder inside ``target`` (tar through Python's ``data`` extraction filter as a second guard)
     and moved into place.
     """
@@ -298,6 +293,9 @@ def safe_extract(archive: Path, target: Path) -> None:
             staging.mkdir()
             try:
                 _extract_zip(zf, staging)
+            except OSError as err:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise DatasetError(f"{archive.name}: extraction failed: {err}") from None
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
@@ -558,7 +556,9 @@ def fingerprint(root: Path) -> dict:
 def _check_placed(ds: str, spec: DatasetSpec, params: Params) -> Path:
     root = registry.media_root(ds, params)
     missing = [p for p in spec.source.expect if not root.is_dir() or not _matches(root, p)]
-    if not root.is_dir() or missing:
+    if registry.local_copy(ds, params) is not None:
+        _check_local_copy(ds, spec, root, missing, params)
+    elif not root.is_dir() or missing:
         raise DatasetError(licensed_guidance(spec, root, missing))
     out = registry.raw_dir(ds, params)
     tmp = out.with_name(f".{ds}.download")
@@ -571,6 +571,44 @@ def _check_placed(ds: str, spec: DatasetSpec, params: Params) -> Path:
     _swap_in(tmp, out)
     log.info("download %s: using the copy at %s (%d files)", ds, root, info["files"])
     return out
+
+
+def _check_local_copy(ds: str, spec: DatasetSpec, root: Path, missing: list[str],
+                      params: Params) -> None:
+    """A ``data.local_copies`` folder: outside the stage's output (which DVC replaces on every
+    rerun), in the publisher's layout, and matching the checksums it carries."""
+    raw = registry.raw_dir(ds, params)
+    if _inside(root, raw):
+        raise DatasetError(f"data.local_copies.{ds}: {root} is inside {raw}, the download "
+                           "stage's output, which the pipeline replaces; move the copy elsewhere "
+                           "and point data.local_copies at it")
+    if not root.is_dir():
+        raise DatasetError(f"data.local_copies.{ds}: {root} does not exist")
+    if missing:
+        shape = ", ".join(" or ".join(p.split("|")) for p in spec.source.expect)
+        raise DatasetError(f"data.local_copies.{ds}: {root} is not a copy of {spec.title}: "
+                           f"nothing matches {', '.join(missing)} (expected layout: {shape})")
+    bad = _listed_checksum_failures(root)
+    if bad:
+        raise DatasetError(f"data.local_copies.{ds}: {len(bad)} file(s) of {root} do not match "
+                           "the checksums in its source.json: " + ", ".join(bad[:20]))
+
+
+def _listed_checksum_failures(root: Path) -> list[str]:
+    """Files whose checksum differs from the publisher's, as a ``source.json`` of an earlier
+    ``avfmae download`` lists them (archives, extracted since, cannot be checked)."""
+    try:
+        listing = json.loads((root / "source.json").read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    bad = []
+    for entry in listing:
+        path = root / str(entry.get("path", ""))
+        if not path.is_file() or not (entry.get("md5") or entry.get("sha256")):
+            continue
+        if not _check(path, entry.get("md5") or "", entry.get("sha256") or "")[0]:
+            bad.append(str(entry["path"]))
+    return bad
 
 
 # ----------------------------------------------------------------------------------------------
@@ -603,6 +641,6 @@ def download(ds: str, params: Params) -> Path:
     kind = spec.source.kind
     if kind == "generated":
         return _generate(ds, params)
-    if kind in ("licensed", "user"):
+    if kind in ("licensed", "user") or registry.local_copy(ds, params) is not None:
         return _check_placed(ds, spec, params)
     return _fetch_public(ds, spec, params)

@@ -36,7 +36,8 @@ from avfmae.data.schemas import MANIFEST_COLUMNS, PARTS, validate
 if TYPE_CHECKING:
     from avfmae.config import Params
 
-__all__ = ["index", "assign_folds", "make_splits", "read_manifest", "read_splits", "rel_path",
+__all__ = ["index", "assign_folds", "subject_folds", "missing_subjects", "unrunnable_folds",
+           "check_requested_folds", "make_splits", "read_manifest", "read_splits", "rel_path",
            "ME_FPS"]
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,12 @@ def read_splits(path: Path | str) -> pd.DataFrame:
 
 
 def assign_folds(spec: DatasetSpec, clips: list[Clip]) -> tuple[dict[str, int], int]:
-    """Test fold of every labeled clip (0 = training only) and the number of folds."""
+    """Test fold of every labeled clip (0 = training only) and the number of folds.
+
+    Subject-based protocols place each subject by its official id (see
+    :class:`~avfmae.data.registry.Protocol`), so a partial copy keeps every present subject in
+    its published fold; folds whose subjects are all missing simply have no test clips.
+    """
     proto = spec.protocol
     labeled = [c for c in clips if c.labeled]
     if not labeled:
@@ -102,36 +108,98 @@ def assign_folds(spec: DatasetSpec, clips: list[Clip]) -> tuple[dict[str, int], 
     if missing:
         raise DatasetError(f"{spec.name}: the {proto.kind} protocol needs subjects; none for "
                            f"{', '.join(missing[:20])}")
-    subjects = sorted({c.subject for c in labeled}, key=natural_key)
+    fold_of_subject, n = subject_folds(spec, {c.subject for c in labeled})
+    return {c.clip_id: fold_of_subject[c.subject] for c in labeled}, n
+
+
+def subject_folds(spec: DatasetSpec, present: set[str]) -> tuple[dict[str, int], int]:
+    """Fold of every subject of the protocol (official list, else ``present``) and the number
+    of folds. Present subjects missing from an official list are an error: they would have no
+    published fold."""
+    proto = spec.protocol
+    if proto.kind not in ("subject_blocks", "loso"):
+        raise DatasetError(f"{spec.name}: protocol {proto.kind!r} has no subject folds")
+    subjects = list(proto.subjects) or sorted(present, key=natural_key)
+    unknown = sorted(present - set(subjects), key=natural_key)
+    if unknown:
+        raise DatasetError(f"{spec.name}: subjects not in the official list of the protocol "
+                           f"({subjects[0]}..{subjects[-1]}): {', '.join(unknown[:20])}")
     if proto.kind == "loso":
         if len(subjects) < 2:
             raise DatasetError(f"{spec.name}: leave-one-subject-out needs 2+ subjects")
-        fold_of_subject = {s: i + 1 for i, s in enumerate(subjects)}
-        return {c.clip_id: fold_of_subject[c.subject] for c in labeled}, len(subjects)
-    if proto.kind == "subject_blocks":
-        k = proto.n_folds or 0
-        if len(subjects) < k:
-            raise DatasetError(f"{spec.name}: {len(subjects)} subjects cannot make {k} folds")
-        size = len(subjects) // k
-        fold_of_subject = {s: min(i // size, k - 1) + 1 for i, s in enumerate(subjects)}
-        return {c.clip_id: fold_of_subject[c.subject] for c in labeled}, k
-    raise DatasetError(f"{spec.name}: protocol {proto.kind!r} has no folds")
+        return {s: i + 1 for i, s in enumerate(subjects)}, len(subjects)
+    k = proto.n_folds or 0
+    if len(subjects) < k:
+        raise DatasetError(f"{spec.name}: {len(subjects)} subjects cannot make {k} folds")
+    size = len(subjects) // k
+    return {s: min(i // size, k - 1) + 1 for i, s in enumerate(subjects)}, k
+
+
+def missing_subjects(spec: DatasetSpec, present: set[str]) -> dict[int, list[str]]:
+    """Per fold, the official subjects absent from the copy (empty without an official list)."""
+    if not spec.protocol.subjects:
+        return {}
+    fold_of, _ = subject_folds(spec, present & set(spec.protocol.subjects))
+    out: dict[int, list[str]] = {}
+    for subject, k in fold_of.items():
+        if subject not in present:
+            out.setdefault(k, []).append(subject)
+    return out
+
+
+def unrunnable_folds(spec: DatasetSpec, splits: pd.DataFrame, n_folds: int,
+                     missing: dict[int, list[str]]) -> dict[int, str]:
+    """Folds lacking a test, training or validation part, each with what is missing."""
+    out = {}
+    for k in range(1, n_folds + 1):
+        parts = set(splits.loc[splits["fold"] == k, "part"])
+        lacking = [p for p in ("test", "train", "val") if p not in parts]
+        if not lacking:
+            continue
+        why = f"no {' or '.join(lacking)} clips"
+        gone = missing.get(k, [])
+        if "test" in lacking and gone:
+            why += f" (its test subjects {', '.join(gone)} are not in the copy)"
+        elif "test" in lacking and spec.protocol.kind == "groups":
+            why += f" (no clip of group/session {k} is in the copy)"
+        elif "test" in lacking:
+            why += " (none of its test clips is in the copy)"
+        else:
+            others = sorted({s for j, g in missing.items() if j != k for s in g}, key=natural_key)
+            why += " (too few other subjects to train on" + \
+                (f"; missing: {', '.join(others)})" if others else ")")
+        out[k] = why
+    return out
+
+
+def check_requested_folds(spec: DatasetSpec, unrunnable: dict[int, str],
+                          requested: list[int]) -> None:
+    """A missing part is an error only for a fold the configuration runs (``data.folds``)."""
+    bad = [k for k in requested if k in unrunnable]
+    if bad:
+        raise DatasetError(f"{spec.name}: data.folds asks for fold(s) this copy cannot run: "
+                           + "; ".join(f"fold {k}: {unrunnable[k]}" for k in bad)
+                           + ". Complete the copy or drop these folds from data.folds")
 
 
 def _h(*parts: object) -> str:
     return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()
 
 
-def _carve_val(ds: str, fold: int, pool: pd.DataFrame, frac: float) -> set[str]:
+def _carve_val(ds: str, fold: int, pool: pd.DataFrame, frac: float,
+               subject_independent: bool = False) -> set[str]:
     """Validation clip ids carved from a fold's training pool (deterministic).
 
     Subject-disjoint when every pool clip has a subject: ``round(frac * n)`` subjects (at least
     one, never all). Otherwise clip-level, stratified by label: ``round(frac * n)`` clips of each
-    label (at least one clip overall).
+    label (at least one clip overall) — except under a subject-independent protocol, where a
+    pool of one subject (a partial copy) gets no validation part.
     """
     if pool.empty:
         return set()
     subjects = sorted(set(pool["subject"]))
+    if subject_independent and len(subjects) < 2:
+        return set()
     if (pool["subject"] != "").all() and len(subjects) >= 2:
         n_val = min(len(subjects) - 1, max(1, round(frac * len(subjects))))
         chosen = set(sorted(subjects, key=lambda s: _h(ds, fold, s))[:n_val])
@@ -163,7 +231,7 @@ def make_splits(
         pool = lab.loc[lab["test_fold"] != k]
         if train_lists and k in train_lists:
             pool = pool.loc[pool["clip_id"].isin(train_lists[k])]
-        val = _carve_val(spec.name, k, pool, val_fraction)
+        val = _carve_val(spec.name, k, pool, val_fraction, spec.protocol.subject_independent)
         for cid in pool["clip_id"]:
             rows.append((cid, k, "val" if cid in val else "train"))
         rows.extend((cid, k, "test") for cid in test["clip_id"])
@@ -315,6 +383,16 @@ def _summary(spec: DatasetSpec, manifest: pd.DataFrame, splits: pd.DataFrame, n_
     }
 
 
+def _warn_partial(ds: str, missing: dict[int, list[str]], unrunnable: dict[int, str]) -> None:
+    gone = [s for k in sorted(missing) for s in missing[k]]
+    if gone:
+        log.warning("index %s: %d subject(s) of the protocol are not in the copy: %s; the others "
+                    "keep their official folds", ds, len(gone), ", ".join(gone))
+    if unrunnable:
+        log.warning("index %s: fold(s) left out of splits.csv: %s", ds,
+                    "; ".join(f"{k}: {why}" for k, why in sorted(unrunnable.items())))
+
+
 def _write_csv(df: pd.DataFrame, path: Path) -> None:
     df.to_csv(path, index=False, float_format="%.6g")
 
@@ -359,6 +437,8 @@ def index(ds: str, params: Params) -> tuple[Path, Path]:
     clips.sort(key=lambda c: natural_key(c.clip_id))
     manifest = _manifest(spec, clips, labels)
 
+    missing: dict[int, list[str]] = {}
+    unrunnable: dict[int, str] = {}
     if spec.is_pool:
         splits, n_folds = pd.DataFrame({"clip_id": pd.Series(dtype=str),
                                         "fold": pd.Series(dtype=int),
@@ -367,6 +447,11 @@ def index(ds: str, params: Params) -> tuple[Path, Path]:
         fold_of, n_folds = assign_folds(spec, clips)
         splits = make_splits(spec, manifest, fold_of, n_folds, params.data.val_fraction,
                              res.train_lists)
+        missing = missing_subjects(spec, {c.subject for c in clips if c.labeled})
+        unrunnable = unrunnable_folds(spec, splits, n_folds, missing)
+        _warn_partial(ds, missing, unrunnable)
+        check_requested_folds(spec, unrunnable, list(params.data.folds))
+        splits = splits.loc[~splits["fold"].isin(list(unrunnable))].reset_index(drop=True)
 
     final_prefix = rel_path(out) + os.sep
     tmp_str = str(tmp)
@@ -376,12 +461,14 @@ def index(ds: str, params: Params) -> tuple[Path, Path]:
             else Path(p)
 
     validate(spec, manifest, splits, n_folds, len(labels), resolve=resolve,
-             report_path=out.with_name(f".{out.name}.errors.csv"))
+             incomplete_folds=set(unrunnable), report_path=out.with_name(f".{out.name}.errors.csv"))
     out.with_name(f".{out.name}.errors.csv").unlink(missing_ok=True)
 
     _write_csv(manifest, tmp / "manifest.csv")
     _write_csv(splits, tmp / "splits.csv")
     summary = _summary(spec, manifest, splits, n_folds, labels, res, root)
+    summary["missing_subjects"] = {str(k): v for k, v in sorted(missing.items())}
+    summary["unrunnable_folds"] = {str(k): v for k, v in sorted(unrunnable.items())}
     (tmp / "index.json").write_text(json.dumps(summary, indent=2) + "\n")
     if spec.expected_clips and summary["clips"] != spec.expected_clips:
         log.warning("index %s: %d clips indexed, the full dataset has %d", ds, summary["clips"],

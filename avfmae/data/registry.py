@@ -15,6 +15,7 @@ copied into the DVC cache or pushed to a remote.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ __all__ = [
     "raw_dir",
     "interim_dir",
     "media_root",
+    "local_copy",
     "describe",
     "describe_all",
 ]
@@ -102,10 +104,15 @@ class Protocol:
 
     - ``official``: the parser reads the publisher's fold lists (each labeled clip gets the fold
       whose test list names it; ``0`` = training-only, e.g. MER2023's train set);
-    - ``subject_blocks``: subjects in natural sort order, cut into ``n_folds`` contiguous blocks
-      of ``n // n_folds`` subjects, the last block taking the remainder (CREMA-D: 18,18,18,18,19);
+    - ``subject_blocks``: the official subject list (``subjects``) cut into ``n_folds``
+      contiguous blocks of ``n // n_folds`` subjects, the last block taking the remainder
+      (RAVDESS: 4 actors per fold; CREMA-D: 18,18,18,18,19). A subject keeps its fold however
+      many others are missing from a copy. Without an official list (the generated set, whose
+      subjects are all present by construction, and datasets whose publisher gives none) the
+      subjects present, in natural sort order, are cut the same way;
     - ``groups``: the parser gives each clip a group number (a recording session) = its fold;
-    - ``loso``: leave one subject out, one fold per subject (natural sort order);
+    - ``loso``: leave one subject out, one fold per subject: fold ``k`` tests the ``k``-th
+      subject of ``subjects`` (or of the subjects present, in natural sort order, without it);
     - ``none``: no folds (pretraining pools).
 
     ``cross_validation``: the test parts together cover every labeled clip of the protocol.
@@ -118,6 +125,7 @@ class Protocol:
     subject_independent: bool = False
     cross_validation: bool = True
     description: str = ""
+    subjects: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -278,6 +286,7 @@ _CREMAD_SRC = Source(
 _CREMAD_PROTO = Protocol(
     "subject_blocks", 5, subject_independent=True,
     description="5-fold actor-independent: actors 1001..1091 in order, 18 per fold, last 19",
+    subjects=tuple(str(a) for a in range(1001, 1092)),
 )
 _add(DatasetSpec(
     "cremad6", "CREMA-D (6-class)", "CEA", _CREMAD_PROTO, _CREMAD_SRC, "cremad:parse",
@@ -313,7 +322,8 @@ _add(DatasetSpec(
 _add(DatasetSpec(
     "ravdess", "RAVDESS (speech, audio-visual)", "CEA",
     Protocol("subject_blocks", 6, subject_independent=True,
-             description="6-fold speaker-independent: actors 01..24 in blocks of 4"),
+             description="6-fold speaker-independent: actors 01..24 in blocks of 4",
+             subjects=tuple(f"Actor_{a:02d}" for a in range(1, 25))),
     Source(
         "public",
         "Livingstone & Russo (PLoS ONE 2018), CC BY-NC-SA 4.0, on Zenodo",
@@ -404,7 +414,8 @@ _add(DatasetSpec(
           "audio track",
 ))
 _add(DatasetSpec(
-    "casme2", "CASME II", "MER", _ME_PROTO,
+    "casme2", "CASME II", "MER",
+    dataclasses.replace(_ME_PROTO, subjects=tuple(f"sub{s:02d}" for s in range(1, 27))),
     _licensed(
         "Institute of Psychology, Chinese Academy of Sciences (Yan et al., PLoS ONE 2014)",
         "http://casme.psych.ac.cn/casme/e2",
@@ -561,15 +572,26 @@ def interim_dir(name: str, params: Params) -> Path:
 
 
 def media_root(name: str, params: Params) -> Path:
-    """Where the dataset's own files are read: the raw folder of a public/generated dataset,
-    the user-placed copy of a licensed one, the user's folder for ``folder``."""
+    """Where the dataset's own files are read: ``data.local_copies[name]`` when set, else the
+    raw folder of a public/generated dataset, the user-placed copy of a licensed one, the
+    user's folder for ``folder``."""
     spec = get(name)
+    local = local_copy(name, params)
+    if local is not None:
+        return local
     if spec.source.kind == "user":
         custom = getattr(params.data, "folder_path", "") or ""
         return Path(custom) if custom else Path(params.data.licensed_root) / spec.source.dir_name
     if spec.source.kind == "licensed":
         return Path(params.data.licensed_root) / spec.source.dir_name
     return raw_dir(name, params)
+
+
+def local_copy(name: str, params: Params) -> Path | None:
+    """The folder ``data.local_copies[name]`` names, if any: an existing copy of the dataset,
+    read in place instead of being downloaded (or looked for under ``licensed_root``)."""
+    path = (getattr(params.data, "local_copies", {}) or {}).get(name, "")
+    return Path(path) if path else None
 
 
 def mirror(name: str, params: Params | None) -> str:

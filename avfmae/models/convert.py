@@ -36,6 +36,7 @@ __all__ = [
     "convert_checkpoint",
     "load_checkpoint",
     "load_pretrained_encoder",
+    "encoder_size_mismatch",
     "unwrap_state_dict",
 ]
 
@@ -388,6 +389,32 @@ def convert_checkpoint(
     else:
         atomic_write(dst, lambda f: torch.save({"model": tensors, "avfmae": meta}, f))
     return report
+
+
+def encoder_size_mismatch(state_dict: Mapping[str, Tensor], scale: str | ModelScale) -> str:
+    """``""`` when the encoders of a checkpoint (published or ours, pretraining or classifier)
+    have the sizes of ``scale``, else one line naming each differing size and the registered
+    scale that fits, if any. Decoder sizes are not compared: fine-tuning drops the decoders."""
+    want = get_scale(scale)
+    sd = convert_state_dict(state_dict, scale=want)[0] if is_published(state_dict) \
+        else state_dict
+    if "video_encoder.region_tokens" not in sd:
+        return "it holds no AVF-MAE++ encoder (no region tokens)"
+
+    def count(prefix: str) -> int:
+        pat = re.compile(re.escape(prefix) + r"(\d+)\.")
+        return len({m.group(1) for k in sd if (m := pat.match(k))})
+
+    got = {"embed_dim": int(sd["video_encoder.region_tokens"].shape[1]),
+           "video_depth": count("video_encoder.blocks."),
+           "audio_depth": count("audio_encoder.blocks."),
+           "fusion_depth": count("fusion.units.")}
+    diff = [f"{k} {v} (model.scale {want.name}: {getattr(want, k)})"
+            for k, v in got.items() if v != getattr(want, k)]
+    if not diff:
+        return ""
+    fits = [s.name for s in SCALES.values() if all(getattr(s, k) == v for k, v in got.items())]
+    return ", ".join(diff) + (f"; it is a {fits[0]!r} checkpoint" if fits else "")
 
 
 @dataclass

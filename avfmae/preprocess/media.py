@@ -14,6 +14,7 @@ code that ends up in ``rejects.csv``.
 from __future__ import annotations
 
 import math
+import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,7 +83,7 @@ def open_video(path: str | Path):
             )
         md = dec.metadata
     except Exception as err:  # torchcodec raises RuntimeError/ValueError for every bad input
-        raise MediaError("unreadable_video", f"cannot open video: {_short(err)}") from None
+        raise _open_failure(path, err) from None
     n = int(md.num_frames or 0)
     if n <= 0 or not md.width or not md.height:
         raise MediaError("unreadable_video", "no decodable video frames")
@@ -106,6 +107,57 @@ def open_video(path: str | Path):
             f"container declares {info.n_frames_header} frames but only {n} are present",
         )
     return dec, info
+
+
+#: leading bytes of the containers the supported datasets ship (mp4/mov, avi, flv, mkv/webm)
+_MAGIC = {b"RIFF": "AVI", b"FLV\x01": "FLV", b"\x1aE\xdf\xa3": "Matroska/WebM"}
+
+
+def _open_failure(path: Path, err: Exception) -> MediaError:
+    """Why a file that exists and is not empty cannot be opened: an ISO media file (mp4, mov)
+    cut short is ``truncated_video`` naming the box that breaks off or is missing; anything
+    else is ``unreadable_video``, saying when the file is not a media container at all."""
+    with open(path, "rb") as f:
+        head = f.read(12)
+    if head[4:8] == b"ftyp":
+        cut = _iso_truncation(path)
+        if cut:
+            return MediaError("truncated_video", cut)
+    elif not any(head.startswith(m) for m in _MAGIC):
+        return MediaError("unreadable_video", f"not a media file (it starts with {head[:8]!r}); "
+                          f"cannot open video: {_short(err)}")
+    return MediaError("unreadable_video", f"cannot open video: {_short(err)}")
+
+
+def _iso_truncation(path: Path) -> str:
+    """What is missing from an ISO media file whose top-level boxes break off, or ``""``.
+
+    Recorders and non-"faststart" encoders write the ``moov`` box (the index of every frame)
+    after the media data, so a file cut anywhere loses it.
+    """
+    size = path.stat().st_size
+    seen, pos = [], 0
+    with open(path, "rb") as f:
+        while pos + 8 <= size:
+            f.seek(pos)
+            header = f.read(16)
+            length, kind = struct.unpack(">I4s", header[:8])
+            name = kind.decode("latin-1")
+            if length == 1 and len(header) == 16:
+                length = struct.unpack(">Q", header[8:16])[0]
+            elif length == 0:  # runs to the end of the file
+                length = size - pos
+            if length < 8:
+                return f"mp4 box {name!r} at byte {pos} has an invalid size {length}"
+            seen.append(name)
+            if pos + length > size:
+                miss = "" if "moov" in seen else "; the 'moov' box (the frame index) is missing"
+                return (f"file cut short: mp4 box {name!r} needs {length} bytes from byte {pos}, "
+                        f"the file ends after {size - pos}{miss}")
+            pos += length
+    if "moov" not in seen:
+        return f"file cut short: no 'moov' box (the frame index) after {', '.join(seen)}"
+    return ""
 
 
 def frame_times(info: VideoInfo, fps: float) -> np.ndarray:

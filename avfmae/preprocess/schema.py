@@ -22,7 +22,8 @@ REASONS = {
     "missing_file": "a media file named in the manifest does not exist",
     "empty_file": "a media file is 0 bytes",
     "unreadable_video": "the video cannot be opened or holds no decodable frames",
-    "truncated_video": "the video holds fewer frames than its container declares, or breaks off",
+    "truncated_video": "the video breaks off: fewer frames than its container declares, or an "
+                       "mp4 cut before its 'moov' frame index",
     "no_audio": "the clip has no audio track (and no separate audio file)",
     "unreadable_audio": "the audio track cannot be decoded",
     "short_audio": "the audio covers less than preprocess.min_audio_s of the clip",

@@ -43,7 +43,8 @@ from avfmae.eval.evaluate import (
 )
 from avfmae.io import atomic_write_text, content_digest
 from avfmae.models import AVFClassifier, create_model, load_pretrained_encoder
-from avfmae.pipeline import PRETRAIN_ENCODER
+from avfmae.models.convert import encoder_size_mismatch, load_checkpoint
+from avfmae.pipeline import PRETRAIN_ENCODER, init_checkpoint
 from avfmae.train.amp import Precision
 from avfmae.train.checkpoint import export_weights, load_weights
 from avfmae.train.distributed import (
@@ -110,12 +111,32 @@ def initialise(model: AVFClassifier, params: Params, dataset: str, fold: int,
         return f"{prev} weights ({path})"
     if params.finetune.init == "random":
         return "random initialisation"
+    if params.finetune.init != "pretrained":
+        return load_init_checkpoint(model, Path(params.finetune.init))
     path = Path(PRETRAIN_ENCODER)
     if not path.is_file():
         raise UserError(f"{path} is missing: run `avfmae pretrain` (or set finetune.init: "
                         "random)")
     report = load_pretrained_encoder(model, load_weights(path))
     return f"pretrained encoder ({len(report.loaded)} tensors)"
+
+
+def load_init_checkpoint(model: AVFClassifier, path: Path) -> str:
+    """Load the encoders of the checkpoint ``finetune.init`` names (published or converted,
+    pretraining or classifier) after checking its sizes are those of ``model.scale``."""
+    if not path.is_file():
+        raise UserError(f"finetune.init: {path} does not exist")
+    try:
+        state = load_checkpoint(path)
+        mismatch = encoder_size_mismatch(state, model.scale)
+    except Exception as err:  # noqa: BLE001 - torch.load/pickle raise many types on junk
+        raise UserError(f"finetune.init: {path} is not a usable AVF-MAE++ checkpoint: "
+                        f"{type(err).__name__}: {(str(err).splitlines() or [''])[0]}") from None
+    if mismatch:
+        raise UserError(f"finetune.init: {path} does not fit model.scale "
+                        f"{model.scale.name!r}: {mismatch}")
+    report = load_pretrained_encoder(model, state)
+    return f"checkpoint {path} ({len(report.loaded)} tensors)"
 
 
 def training_rows(params: Params, dataset: str, fold: int, stage: str) -> pd.DataFrame:
@@ -157,7 +178,8 @@ def stage_reads(params: Params, dataset: str, fold: int, stage: str) -> list[Pat
     if prev is not None:
         init = [stage_model_dir(params, dataset, fold, prev) / "best.safetensors"]
     else:
-        init = [] if params.finetune.init == "random" else [Path(PRETRAIN_ENCODER)]
+        start = init_checkpoint(params)
+        init = [Path(start)] if start else []
     datasets = dict.fromkeys([*params.data.datasets, dataset]) if stage == "s1" else [dataset]
     root = Path(params.data.root)
     return [*init, *(root / part / ds for ds in datasets for part in ("processed", "interim"))]

@@ -1,0 +1,70 @@
+"""Reject reasons of broken media, on files made by the real ffmpeg."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from avfmae.preprocess.media import MediaError, open_video
+
+
+def _ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *args], check=True)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("media")
+    src = ["-f", "lavfi", "-i", "testsrc=size=96x64:rate=25", "-f", "lavfi", "-i",
+           "sine=frequency=440:sample_rate=16000", "-t", "2", "-c:v", "libx264", "-preset",
+           "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest"]
+    _ffmpeg(*src, str(d / "plain.mp4"))  # moov after the media data (ffmpeg's default)
+    _ffmpeg(*src, "-movflags", "+faststart", str(d / "faststart.mp4"))
+    _ffmpeg(*src[:4], "-t", "2", "-c:v", "mpeg4", str(d / "clip.avi"))
+    out = {}
+    for name in ("plain", "faststart"):
+        data = (d / f"{name}.mp4").read_bytes()
+        out[f"{name}_cut"] = d / f"{name}_cut.mp4"
+        out[f"{name}_cut"].write_bytes(data[: int(len(data) * 0.6)])
+    data = (d / "clip.avi").read_bytes()
+    out["avi_head"] = d / "avi_head.avi"
+    out["avi_head"].write_bytes(data[:100])
+    out["text"] = d / "notes.mp4"
+    out["text"].write_text("these are my notes, not a video\n" * 20)
+    out["plain"] = d / "plain.mp4"
+    return out
+
+
+def _reason(path: Path) -> MediaError:
+    with pytest.raises(MediaError) as err:
+        open_video(path)
+    return err.value
+
+
+def test_an_intact_mp4_opens(clips):
+    _, info = open_video(clips["plain"])
+    assert info.n_frames == 50
+
+
+def test_mp4_cut_before_its_moov_box_is_truncated(clips):
+    err = _reason(clips["plain_cut"])
+    assert err.reason == "truncated_video"
+    assert "'mdat'" in str(err) and "'moov' box (the frame index) is missing" in str(err)
+
+
+def test_faststart_mp4_cut_in_its_media_data_is_truncated(clips):
+    err = _reason(clips["faststart_cut"])
+    assert err.reason == "truncated_video", str(err)
+
+
+def test_a_text_file_named_mp4_is_not_media(clips):
+    err = _reason(clips["text"])
+    assert err.reason == "unreadable_video"
+    assert "not a media file (it starts with b'these ar')" in str(err)
+
+
+def test_a_cut_avi_is_unreadable_but_known_media(clips):
+    err = _reason(clips["avi_head"])
+    assert err.reason == "unreadable_video" and "not a media file" not in str(err)
