@@ -1,9 +1,11 @@
 """A real single-node SLURM cluster (munge + slurmctld + slurmd) on 127.0.0.1 for tests.
 
-The node advertises ``GPUS`` GPUs as count-only generic resources (``gres.conf`` without
-``File=``), so GPU requests are scheduled and accounted as on a GPU cluster while the jobs run
-on CPU. There is no accounting daemon: finished jobs stay in the controller for an hour
-(``MinJobAge``), and :func:`job_records` reads them with ``scontrol show job``.
+The node advertises ``GPUS`` GPUs as generic resources, so GPU requests are scheduled and
+accounted as on a GPU cluster while the jobs run on CPU. Each GPU is a stand-in device file (a
+character device like ``/dev/null``): SLURM 22.05's slurmd drops GPUs configured without
+``File=`` ("Removing file-less GPU"), and no cgroup or CUDA ever opens the files. There is no
+accounting daemon: finished jobs stay in the controller for an hour (``MinJobAge``), and
+:func:`job_records` reads them with ``scontrol show job``.
 
 Needs root and Debian's ``slurmctld slurmd slurm-client munge`` (``setup.sh --slurm``). The
 config must live at ``/etc/slurm/slurm.conf``: the SLURM executor plugin strips ``SLURM_CONF``
@@ -17,6 +19,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import time
 from collections.abc import Iterator
@@ -71,9 +74,13 @@ def _config(state: Path) -> str:
     ])
 
 
-def _gres_config() -> str:
+def _gres_config(state: Path) -> str:
+    for i in range(GPUS):
+        dev = state / f"gpu{i}"
+        if not dev.exists():
+            os.mknod(dev, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
     host = socket.gethostname().split(".")[0]
-    return f"NodeName={host} Name=gpu Count={GPUS}\n"
+    return f"NodeName={host} Name=gpu File={state}/gpu[0-{GPUS - 1}]\n"
 
 
 def _link(target: Path, text: str, state: Path) -> bytes | None:
@@ -94,9 +101,10 @@ def _restore(target: Path, previous: bytes | None) -> None:
 
 
 def job_records() -> list[dict[str, str]]:
-    """Every job the controller still knows: ``scontrol show job`` fields, one dict per job."""
-    out = subprocess.run(["scontrol", "show", "job", "--oneliner"], capture_output=True,
-                         text=True, check=True).stdout
+    """Every job the controller still knows: ``scontrol show job --details`` fields, one dict
+    per job (``JOB_GRES``: the generic resources allocated, ``TresPerJob``: those requested)."""
+    out = subprocess.run(["scontrol", "show", "job", "--details", "--oneliner"],
+                         capture_output=True, text=True, check=True).stdout
     return [dict(f.split("=", 1) for f in line.split() if "=" in f)
             for line in out.splitlines() if line.startswith("JobId=")]
 
@@ -149,7 +157,7 @@ def slurm_cluster(state: Path, timeout: float = 60.0) -> Iterator[Path]:
     for sub in ("ctld", "d"):
         (state / sub).mkdir(parents=True, exist_ok=True)
     previous = {SLURM_CONF: _link(SLURM_CONF, _config(state), state),
-                GRES_CONF: _link(GRES_CONF, _gres_config(), state)}
+                GRES_CONF: _link(GRES_CONF, _gres_config(state), state)}
     _start_munge(state)
     try:
         subprocess.run(["slurmctld", "-c"], check=True)  # -c: start clean, no old state
