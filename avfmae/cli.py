@@ -8,6 +8,7 @@ traceback. Every run also logs to ``logs/<stage>/<key>.log``.
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import os
 import subprocess
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from avfmae.config import Params, load_params
 from avfmae.errors import UserError
-from avfmae.lock import claim, current_run
+from avfmae.lock import LOCK_PATH, claim, current_run, release
 
 log = logging.getLogger("avfmae")
 
@@ -151,6 +152,14 @@ def _note_cpu_fallback(nproc: int) -> None:
                     "%d CPU process(es) (gloo)", nproc, os.uname().nodename, nproc)
 
 
+def _claim_checkout() -> None:
+    """Refuse to start while another pipeline run writes this checkout (avfmae/lock.py)."""
+    run = current_run()
+    claim(run)
+    if run.pid == os.getpid():  # run by hand: nothing else ends the claim
+        atexit.register(release, run, LOCK_PATH.resolve())
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -234,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         params = load_params(args.params)
         if args.command in PIPELINE_STAGES and "LOCAL_RANK" not in os.environ:
-            claim(current_run())
+            _claim_checkout()
         relaunched = _relaunch_under_torchrun(args, argv)
         if relaunched is not None:
             return relaunched

@@ -156,7 +156,7 @@ def _take_over(path: Path, stale: Holder | None) -> None:
             with contextlib.suppress(FileExistsError):
                 os.link(moved, path)
         else:
-            log.warning("taking over %s from %s, which no longer runs", path,
+            log.info("taking over %s from %s, which no longer runs", path,
                         stale.describe() if stale else "an unreadable claim")
         moved.unlink()
 
