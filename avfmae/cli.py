@@ -8,6 +8,7 @@ traceback. Every run also logs to ``logs/<stage>/<key>.log``.
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import os
 import subprocess
@@ -17,10 +18,13 @@ from pathlib import Path
 
 from avfmae.config import Params, load_params
 from avfmae.errors import UserError
+from avfmae.lock import LOCK_PATH, claim, current_run, release
 
 log = logging.getLogger("avfmae")
 
 EXIT_USER_ERROR = 2
+# commands that write pipeline outputs: one run at a time per checkout (avfmae/lock.py)
+PIPELINE_STAGES = {"download", "index", "preprocess", "pretrain", "finetune", "evaluate", "report"}
 
 
 def _cmd_params(args: argparse.Namespace, params: Params) -> None:
@@ -107,14 +111,23 @@ def _add_resume(p: argparse.ArgumentParser) -> None:
 
 def _add_nproc(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--nproc", type=int, default=1, metavar="N",
-        help="processes (one per GPU) to run under torchrun DDP; 0 or 1 = this process only",
+        "--nproc", type=int, default=0, metavar="N",
+        help="GPUs to use, one torchrun DDP process each (CPU processes where CUDA is absent); "
+             "0 (default) or 1 = this process only",
     )
 
 
 def _relaunch_under_torchrun(args: argparse.Namespace, argv: Sequence[str]) -> int | None:
-    """Run this same command as ``torchrun --nproc_per_node N`` when ``--nproc N`` > 1."""
-    if getattr(args, "nproc", 1) <= 1 or "LOCAL_RANK" in os.environ:
+    """Run this same command as ``torchrun --nproc_per_node N`` when ``--nproc N`` > 1.
+
+    Says once when the N GPUs asked for are CPUs here.
+    """
+    nproc = getattr(args, "nproc", 0)
+    if "LOCAL_RANK" in os.environ:
+        return None
+    if nproc >= 1:
+        _note_cpu_fallback(nproc)
+    if nproc <= 1:
         return None
     rest, skip = [], False
     for arg in argv:
@@ -124,10 +137,29 @@ def _relaunch_under_torchrun(args: argparse.Namespace, argv: Sequence[str]) -> i
             skip = True
         elif not arg.startswith("--nproc="):
             rest.append(arg)
+    # one job = one node: a standalone rendezvous on the job's node, one process per GPU the
+    # job was given (the rule passes its GPU count as --nproc)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           f"--nproc_per_node={args.nproc}", "-m", "avfmae", *rest]
+           f"--nproc_per_node={nproc}", "-m", "avfmae", *rest]
     log.info("launching %s", " ".join(cmd))
     return subprocess.call(cmd)
+
+
+def _note_cpu_fallback(nproc: int) -> None:
+    """One log line when GPU processes were asked for on a machine without CUDA."""
+    import torch
+
+    if not torch.cuda.is_available():
+        log.warning("%d GPU process(es) requested but CUDA is not available on %s: running "
+                    "%d CPU process(es) (gloo)", nproc, os.uname().nodename, nproc)
+
+
+def _claim_checkout() -> None:
+    """Refuse to start while another pipeline run writes this checkout (avfmae/lock.py)."""
+    run = current_run()
+    claim(run)
+    if run.pid == os.getpid():  # run by hand: nothing else ends the claim
+        atexit.register(release, run, LOCK_PATH.resolve())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -214,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args)
     try:
         params = load_params(args.params)
+        if args.command in PIPELINE_STAGES and "LOCAL_RANK" not in os.environ:
+            _claim_checkout()
         relaunched = _relaunch_under_torchrun(args, argv)
         if relaunched is not None:
             return relaunched

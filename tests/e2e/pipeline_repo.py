@@ -45,7 +45,10 @@ def copy_checkout(dst: Path) -> Path:
                            capture_output=True, text=True, check=True).stdout.split("\0")
     for rel in filter(None, files):
         src = REPO / rel
-        if src.is_file():
+        if src.is_symlink():  # the root's profile links (./slurm, ./local)
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            (dst / rel).symlink_to(os.readlink(src))
+        elif src.is_file():
             (dst / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst / rel)
     git(dst, "init", "-q")

@@ -1,5 +1,12 @@
 """A real single-node SLURM cluster (munge + slurmctld + slurmd) on 127.0.0.1 for tests.
 
+The node advertises ``GPUS`` GPUs as generic resources, so GPU requests are scheduled and
+accounted as on a GPU cluster while the jobs run on CPU. Each GPU is a stand-in device file (a
+character device like ``/dev/null``): SLURM 22.05's slurmd drops GPUs configured without
+``File=`` ("Removing file-less GPU"), and no cgroup or CUDA ever opens the files. There is no
+accounting daemon: finished jobs stay in the controller for an hour (``MinJobAge``), and
+:func:`job_records` reads them with ``scontrol show job``.
+
 Needs root and Debian's ``slurmctld slurmd slurm-client munge`` (``setup.sh --slurm``). The
 config must live at ``/etc/slurm/slurm.conf``: the SLURM executor plugin strips ``SLURM_CONF``
 before its inner ``srun``. Daemons are stopped by their pid files on exit.
@@ -12,12 +19,15 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 SLURM_CONF = Path("/etc/slurm/slurm.conf")
+GRES_CONF = SLURM_CONF.parent / "gres.conf"
+GPUS = 2
 DAEMONS = ("munged", "slurmctld", "slurmd", "sinfo", "sbatch", "squeue")
 
 
@@ -56,11 +66,47 @@ def _config(state: Path) -> str:
         "MinJobAge=3600",
         "SlurmctldPort=6817",
         "SlurmdPort=6818",
+        "GresTypes=gpu",
         f"NodeName={host} NodeAddr=127.0.0.1 CPUs={os.cpu_count()} RealMemory={mem_mb} "
-        "State=UNKNOWN",
+        f"Gres=gpu:{GPUS} State=UNKNOWN",
         f"PartitionName=test Nodes={host} Default=YES MaxTime=INFINITE State=UP",
         "",
     ])
+
+
+def _gres_config(state: Path) -> str:
+    for i in range(GPUS):
+        dev = state / f"gpu{i}"
+        if not dev.exists():
+            os.mknod(dev, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    host = socket.gethostname().split(".")[0]
+    return f"NodeName={host} Name=gpu File={state}/gpu[0-{GPUS - 1}]\n"
+
+
+def _link(target: Path, text: str, state: Path) -> bytes | None:
+    """Write ``text`` under ``state`` and link ``target`` to it; returns the file it replaced."""
+    own = state / target.name
+    own.write_text(text)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    previous = target.read_bytes() if target.is_file() and not target.is_symlink() else None
+    target.unlink(missing_ok=True)
+    target.symlink_to(own)
+    return previous
+
+
+def _restore(target: Path, previous: bytes | None) -> None:
+    target.unlink(missing_ok=True)
+    if previous is not None:
+        target.write_bytes(previous)
+
+
+def job_records() -> list[dict[str, str]]:
+    """Every job the controller still knows: ``scontrol show job --details`` fields, one dict
+    per job (``JOB_GRES``: the generic resources allocated, ``TresPerJob``: those requested)."""
+    out = subprocess.run(["scontrol", "show", "job", "--details", "--oneliner"],
+                         capture_output=True, text=True, check=True).stdout
+    return [dict(f.split("=", 1) for f in line.split() if "=" in f)
+            for line in out.splitlines() if line.startswith("JobId=")]
 
 
 def _start_munge(state: Path) -> Path:
@@ -110,13 +156,8 @@ def slurm_cluster(state: Path, timeout: float = 60.0) -> Iterator[Path]:
     """Start a one-node cluster with its state under ``state``; yields the state folder."""
     for sub in ("ctld", "d"):
         (state / sub).mkdir(parents=True, exist_ok=True)
-    conf = state / "slurm.conf"
-    conf.write_text(_config(state))
-    SLURM_CONF.parent.mkdir(parents=True, exist_ok=True)
-    previous = SLURM_CONF.read_bytes() if SLURM_CONF.is_file() and not SLURM_CONF.is_symlink() \
-        else None
-    SLURM_CONF.unlink(missing_ok=True)
-    SLURM_CONF.symlink_to(conf)
+    previous = {SLURM_CONF: _link(SLURM_CONF, _config(state), state),
+                GRES_CONF: _link(GRES_CONF, _gres_config(state), state)}
     _start_munge(state)
     try:
         subprocess.run(["slurmctld", "-c"], check=True)  # -c: start clean, no old state
@@ -127,6 +168,5 @@ def slurm_cluster(state: Path, timeout: float = 60.0) -> Iterator[Path]:
         _stop(state / "slurmd.pid")
         _stop(state / "slurmctld.pid")
         time.sleep(0.5)
-        SLURM_CONF.unlink(missing_ok=True)
-        if previous is not None:
-            SLURM_CONF.write_bytes(previous)
+        for target, before in previous.items():
+            _restore(target, before)
