@@ -52,7 +52,7 @@ class Settings:
     crf: int = 18
     preset: str = "ultrafast"
     # detector constants
-    min_confidence: float = 0.9  # MTCNN: O-Net probability a face needs
+    min_confidence: float = 0.8  # MTCNN: O-Net probability a face needs
     cnn_face_px: int = 56  # MTCNN: tracked face side in the rescaled search window (O-Net sees 48)
     scale_factor: float = 1.1  # pyramid step of the tracking search
     full_scale_factor: float = 1.15  # pyramid step of the whole-frame search (re-measured after)
