@@ -125,7 +125,10 @@ class PreprocessConfig:
     face_size: int = knob(160, lo=32, hi=512, help="side of the square face crop in pixels")
     margin: float = knob(0.25, lo=0.0, hi=1.0, help="crop margin around the box, share of side")
     detect_every: int = knob(5, lo=1, hi=50, help="run the detector every k frames")
-    align: bool = knob(False, help="rotate so the eyes are level")
+    detector: Literal["mtcnn", "haar"] = knob(
+        "mtcnn", help="face detector: mtcnn (CNN with landmarks) or haar (OpenCV cascade)"
+    )
+    align: bool = knob(True, help="align to a canonical face (haar: only level the eyes)")
     min_face_rate: float = knob(0.5, lo=0.0, hi=1.0, help="reject clips with fewer detections")
     min_audio_s: float = knob(0.5, lo=0.0, hi=10.0, help="reject clips with shorter audio")
     max_reject_fraction: float = knob(0.1, lo=0.0, hi=1.0, help="fail when more are rejected")

@@ -103,7 +103,7 @@ def test_face_comes_out_centred_and_sized(good_store):
         for f in frames[::10]:
             x, y, width = _skin_box(f)
             assert abs(x - 80) < 6 and abs(y - 86) < 10, (cid, x, y)
-            # side = box × 1.5 (margin 0.25); the Haar box is ~1.35 × the oval's width
+            # the aligned face fills the crop's central 1 / 1.5 (margin 0.25), as a box would
             assert 0.38 * 160 < width < 0.62 * 160, (cid, width)
 
 
@@ -126,12 +126,15 @@ def test_audio_video_alignment_within_one_frame(good_store):
 def test_processed_manifest_columns(good_store):
     out, man = good_store
     for col in ("clip_id", "dataset", "subject", "labeled", "label", "src_video", "n_frames",
-                "fps", "duration_s", "face_rate", "box_cx", "box_cy", "box_size", "box_jitter"):
+                "fps", "duration_s", "face_rate", "box_cx", "box_cy", "box_size", "box_jitter",
+                "face_conf", "face_jump"):
         assert col in man.columns
+    # the quality record: detector probability and the largest jump of the raw box
+    assert man.face_conf.between(0.8, 1.0).all() and man.face_jump.between(0.0, 0.3).all()
     assert all(v == str(out / "faces" / f"{c}.mp4") for c, v in zip(man.clip_id, man.video))
     assert all(a == str(out / "audio" / f"{c}.wav") for c, a in zip(man.clip_id, man.audio))
     fp = json.loads((out / "fingerprint.json").read_text())
-    assert fp["settings"]["detector"]["cascade"] == "haarcascade_frontalface_default.xml"
+    assert set(fp["settings"]["detector"]["weights_sha256"]) == {"pnet", "rnet", "onet"}
     assert fp["settings"]["libraries"]["opencv"] == cv2.__version__
     assert fp["outputs"]["n_clips"] == len(man)
     assert not (out / ".work").exists()
@@ -213,9 +216,10 @@ def test_fingerprint_tracks_every_output_setting():
     base = Settings()
     fp0, desc = fingerprint(base)
     assert fingerprint(Settings())[0] == fp0
-    changes = dict(face_size=128, margin=0.3, detect_every=3, align=True, min_face=0.2,
+    changes = dict(face_size=128, margin=0.3, detect_every=3, align=False, min_face=0.2,
                    min_face_rate=0.6, min_audio_s=1.0, sample_rate=22050, fps=30, crf=20,
-                   preset="veryfast", scale_factor=1.2, smooth_sigma=2.0)
+                   preset="veryfast", min_confidence=0.7, cnn_face_px=64, smooth_sigma=2.0,
+                   detector="haar")
     seen = {fp0}
     for k, v in changes.items():
         fp = fingerprint(dataclasses.replace(base, **{k: v}))[0]

@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import cv2
 import numpy as np
 
-from .faces import FaceDetector, crop_frames, crop_params, keyframe_indices, track_face
+from .faces import crop_frames, crop_params, keyframe_indices, make_detector, track_face
 from .media import (
     FaceVideoWriter,
     MediaError,
@@ -62,8 +61,12 @@ def _tmp(path: str) -> str:
     return str(p.with_name(f".{p.stem}.tmp{os.getpid()}{p.suffix}"))
 
 
-def _gray(frames: np.ndarray) -> list[np.ndarray]:
-    return [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
+def _mean_roll(track) -> float:
+    """Mean eye-line angle in degrees (positive: the right eye lower in the image)."""
+    if track.points is None:
+        return float(np.mean(track.roll))
+    d = track.points[:, 1] - track.points[:, 0]
+    return float(np.degrees(np.mean(np.arctan2(d[:, 1], d[:, 0]))))
 
 
 def process_clip(
@@ -120,12 +123,11 @@ def _process(
     cached = None
     if n * info.width * info.height * 3 <= CACHE_BYTES:
         cached = read_frames(dec, times, info)
-        grays = _gray(cached[keys])
+        key_frames = list(cached[keys])
     else:
-        grays = _gray(read_frames(dec, times[keys], info))
+        key_frames = list(read_frames(dec, times[keys], info))
     _lap(t, "decode_keys")
-    det = FaceDetector(s)
-    track = track_face(grays, keys, n, det)
+    track = track_face(key_frames, keys, n, make_detector(s))
     face_rate = track.face_rate if track is not None else 0.0
     if track is None or face_rate < s.min_face_rate:
         raise MediaError(
@@ -178,6 +180,8 @@ def _process(
         "box_cy": round(float(np.mean(b[:, 1]) / H), 4),
         "box_size": round(float(np.mean(b[:, 2]) / min(H, W)), 4),
         "box_jitter": round(track.jitter, 4),
-        "roll_deg": round(float(np.mean(track.roll)), 3),
+        "face_conf": round(track.confidence, 4),
+        "face_jump": round(track.max_jump, 4),
+        "roll_deg": round(_mean_roll(track), 3),
     }
     return ClipResult(job.clip_id, True, stats=stats, timing={k: round(v, 5) for k, v in t.items()})

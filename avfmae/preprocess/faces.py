@@ -1,16 +1,24 @@
-"""Face detection, one-face tracking and crop geometry.
+"""Face detection, one-face tracking, landmark alignment and crop geometry.
 
-Detection uses OpenCV's bundled frontal-face Haar cascade on grayscale keyframes (every
-``detect_every``-th output frame plus the last). A whole-frame search runs on the first keyframe,
-every ``full_every``-th one and whenever tracking loses the face; in between the search is
-confined to a window around the current track, rescaled so the face is ~``roi_face_px`` pixels
-— an order of magnitude cheaper than a whole-frame search. Detections are linked across
-keyframes by overlap into tracks; the track with the largest summed box side (present most often
-and largest) is the clip's face. Its boxes are smoothed over keyframes and linearly interpolated
-to every frame. Optional alignment finds both eyes with the bundled eye cascade and rolls the
-crop so the eye line is level.
+Two detectors share one tracker. ``mtcnn`` (the default) is a CNN cascade that also gives five
+facial landmarks (:mod:`avfmae.preprocess.mtcnn`); ``haar`` is OpenCV's bundled frontal-face
+Haar cascade, faster but blind to roll, profiles, blur and dark scenes
+(``benchmarks/bench_faces.py`` measures both).
 
-Boxes are ``(cx, cy, side)`` in source pixels (Haar boxes are square).
+Detection runs on keyframes (every ``detect_every``-th output frame plus the last). A
+whole-frame search runs on the first keyframe, every ``full_every``-th one and whenever
+tracking loses the face; in between the search is confined to a window around the current
+track, rescaled so the face is ~``roi_face_px`` pixels — an order of magnitude cheaper than a
+whole-frame search. Detections are linked across keyframes by overlap into tracks; the track
+with the largest summed box side (present most often and largest) is the clip's face. Its boxes
+and landmarks are smoothed over keyframes and linearly interpolated to every frame.
+
+With ``align`` the crop is the similarity transform (rotation, uniform scale, shift) that puts
+the five smoothed landmarks closest, in least squares, to a canonical face (:data:`TEMPLATE`);
+the Haar detector has no landmarks and only levels the eye line found by the eye cascade.
+
+A detection is a row ``(cx, cy, side, confidence, x1, y1, …, x5, y5)`` in source pixels (Haar
+rows carry NaN confidence and landmarks).
 """
 
 from __future__ import annotations
@@ -21,14 +29,21 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .mtcnn import N_COLS, Mtcnn
 from .settings import EYE_CASCADE, FACE_CASCADE, Settings
 
 __all__ = [
-    "FaceDetector", "Track", "keyframe_indices", "track_face", "crop_params", "crop_frames",
-    "preload_cascades",
+    "HaarDetector", "CnnDetector", "make_detector", "Track", "TEMPLATE", "template_points",
+    "keyframe_indices", "track_face", "crop_params", "crop_frames", "preload_detectors",
 ]
 
+#: canonical positions of left eye, right eye, nose tip, left and right mouth corner in a
+#: 112 × 112 face crop (the ArcFace/InsightFace alignment template)
+TEMPLATE = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
+                     [41.5493, 92.3655], [70.7299, 92.2041]])
+
 _CASCADES: dict[str, cv2.CascadeClassifier] = {}
+_MTCNN: list[Mtcnn] = []
 
 
 def _cascade(name: str) -> cv2.CascadeClassifier:
@@ -40,10 +55,17 @@ def _cascade(name: str) -> cv2.CascadeClassifier:
     return _CASCADES[name]
 
 
-def preload_cascades() -> None:
-    """Load both cascades now (a forkserver does this once for all its workers)."""
+def _mtcnn() -> Mtcnn:
+    if not _MTCNN:
+        _MTCNN.append(Mtcnn())
+    return _MTCNN[0]
+
+
+def preload_detectors() -> None:
+    """Load the networks and cascades now (a forkserver does this once for all its workers)."""
     _cascade(FACE_CASCADE)
     _cascade(EYE_CASCADE)
+    _mtcnn()
 
 
 def _to_cxcys(rects: np.ndarray, scale: float, ox: float = 0.0, oy: float = 0.0) -> np.ndarray:
@@ -54,8 +76,34 @@ def _to_cxcys(rects: np.ndarray, scale: float, ox: float = 0.0, oy: float = 0.0)
     return np.stack([r[:, 0] + r[:, 2] / 2 + ox, r[:, 1] + r[:, 3] / 2 + oy, side], 1)
 
 
-class FaceDetector:
-    """Haar-cascade face (and eye) search on grayscale frames."""
+def _rows(cxcys: np.ndarray) -> np.ndarray:
+    """Haar boxes ``(n, 3)`` → detection rows without confidence or landmarks."""
+    out = np.full((len(cxcys), N_COLS), np.nan)
+    out[:, :3] = cxcys
+    return out
+
+
+def _window(box: np.ndarray, expand: float, w: int, h: int) -> tuple[int, int, int, int] | None:
+    cx, cy, side = box[:3]
+    half = side / 2 + expand * side
+    x0, y0 = max(0, int(cx - half)), max(0, int(cy - half))
+    x1, y1 = min(w, int(math.ceil(cx + half))), min(h, int(math.ceil(cy + half)))
+    if x1 - x0 < 24 or y1 - y0 < 24:
+        return None
+    return x0, y0, x1, y1
+
+
+def _shrink(img: np.ndarray, sc: float) -> np.ndarray:
+    if sc >= 1.0:
+        return img
+    size = (max(1, round(img.shape[1] * sc)), max(1, round(img.shape[0] * sc)))
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+
+
+class HaarDetector:
+    """Haar-cascade face (and eye) search; frames are RGB, searched in grayscale."""
+
+    has_landmarks = False
 
     def __init__(self, s: Settings):
         self.s = s
@@ -73,8 +121,9 @@ class FaceDetector:
             img, scaleFactor=factor, minNeighbors=neighbors, **kw
         )
 
-    def full(self, gray: np.ndarray) -> np.ndarray:
+    def full(self, rgb: np.ndarray) -> np.ndarray:
         """Search the whole frame for faces of at least ``min_face`` × the short side."""
+        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         h, w = gray.shape
         short = min(h, w)
         sc = min(1.0, self.s.det_min_px / (self.s.min_face * short))
@@ -84,44 +133,40 @@ class FaceDetector:
         sc_x, sc_y = img.shape[1] / w, img.shape[0] / h
         min_px = max(24, int(self.s.min_face * short * min(sc_x, sc_y)))
         rects = self._run(img, min_px, None, self.s.full_scale_factor, self.s.min_neighbors)
-        return _to_cxcys(rects, (sc_x + sc_y) / 2)
+        return _rows(_to_cxcys(rects, (sc_x + sc_y) / 2))
 
-    def near(self, gray: np.ndarray, box: np.ndarray) -> np.ndarray:
+    def near(self, rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
         """Search a window around ``box`` for a face of about the same size.
 
         Haar responses depend on the exact window grid, so a miss is retried once at another
         image scale before giving up.
         """
+        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         found = self._near(gray, box, self.s.roi_face_px)
         if not len(found):
             found = self._near(gray, box, round(self.s.roi_face_px * 1.3))
-        return found
+        return _rows(found)
 
     def _near(self, gray: np.ndarray, box: np.ndarray, face_px: int) -> np.ndarray:
         h, w = gray.shape
-        cx, cy, side = box
-        half = side / 2 + self.s.roi_expand * side
-        x0, y0 = max(0, int(cx - half)), max(0, int(cy - half))
-        x1, y1 = min(w, int(math.ceil(cx + half))), min(h, int(math.ceil(cy + half)))
-        if x1 - x0 < 24 or y1 - y0 < 24:
+        win = _window(box, self.s.roi_expand, w, h)
+        if win is None:
             return np.zeros((0, 3))
-        roi = gray[y0:y1, x0:x1]
+        x0, y0, x1, y1 = win
+        side = float(box[2])
         sc = min(1.0, face_px / side)
-        if sc < 1.0:
-            roi = cv2.resize(
-                roi, (max(1, round(roi.shape[1] * sc)), max(1, round(roi.shape[0] * sc))),
-                interpolation=cv2.INTER_AREA,
-            )
+        roi = _shrink(gray[y0:y1, x0:x1], sc)
         fs = side * sc
         rects = self._run(roi, max(24, int(0.75 * fs)), max(25, int(math.ceil(1.35 * fs))),
                           self.s.scale_factor, self.s.near_min_neighbors)
         return _to_cxcys(rects, sc, x0, y0)
 
-    def roll(self, gray: np.ndarray, box: np.ndarray) -> float:
+    def roll(self, rgb: np.ndarray, box: np.ndarray) -> float:
         """Eye-line angle in degrees (positive: right eye lower); NaN unless both eyes are found."""
         assert self.eye is not None
+        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         h, w = gray.shape
-        cx, cy, side = box
+        cx, cy, side = box[:3]
         x0, x1 = max(0, int(cx - side / 2)), min(w, int(cx + side / 2))
         y0, y1 = max(0, int(cy - side / 2)), min(h, int(cy + 0.05 * side))
         if x1 - x0 < 20 or y1 - y0 < 10:
@@ -151,6 +196,59 @@ class FaceDetector:
         return ang if abs(ang) <= self.s.max_roll_deg else math.nan
 
 
+class CnnDetector:
+    """MTCNN search (boxes, confidences, five landmarks) on RGB frames."""
+
+    has_landmarks = True
+
+    def __init__(self, s: Settings):
+        self.s = s
+        self.net = _mtcnn()
+
+    def _keep(self, rows: np.ndarray) -> np.ndarray:
+        return rows[rows[:, 3] >= self.s.min_confidence]
+
+    def full(self, rgb: np.ndarray) -> np.ndarray:
+        """Search the whole frame for faces of at least ``min_face`` × the short side."""
+        h, w = rgb.shape[:2]
+        min_px = self.s.min_face * min(h, w)
+        # P-Net's first pyramid level shrinks the frame anyway: shrink it once, cheaply, first
+        sc = min(1.0, self.s.det_min_px / min_px)
+        img = _shrink(rgb, sc)
+        sc = img.shape[1] / w
+        rows = self.net.detect(img, max(12.0, min_px * sc))
+        return self._keep(_unscale(rows, sc, 0, 0))
+
+    def near(self, rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
+        """Search a window around ``box`` for a face of about the same size."""
+        h, w = rgb.shape[:2]
+        win = _window(box, self.s.roi_expand, w, h)
+        if win is None:
+            return np.zeros((0, N_COLS))
+        x0, y0, x1, y1 = win
+        side = float(box[2])
+        sc = min(1.0, self.s.cnn_face_px / side)
+        roi = _shrink(rgb[y0:y1, x0:x1], sc)
+        sc = roi.shape[1] / (x1 - x0)
+        rows = self.net.detect(roi, max(12.0, 0.6 * side * sc), max_faces=2)
+        return self._keep(_unscale(rows, sc, x0, y0))
+
+
+def _unscale(rows: np.ndarray, sc: float, ox: float, oy: float) -> np.ndarray:
+    """Rows found in an image shrunk by ``sc`` and cut at ``(ox, oy)`` → source pixels."""
+    out = rows.copy()
+    out[:, [0, 1, 2]] /= sc
+    out[:, 4:] /= sc
+    out[:, [0] + list(range(4, N_COLS, 2))] += ox
+    out[:, [1] + list(range(5, N_COLS, 2))] += oy
+    return out
+
+
+def make_detector(s: Settings) -> HaarDetector | CnnDetector:
+    """The detector named by ``s.detector``."""
+    return CnnDetector(s) if s.detector == "mtcnn" else HaarDetector(s)
+
+
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
     ax0, ay0, ax1, ay1 = a[0] - a[2] / 2, a[1] - a[2] / 2, a[0] + a[2] / 2, a[1] + a[2] / 2
     bx0, by0, bx1, by1 = b[0] - b[2] / 2, b[1] - b[2] / 2, b[0] + b[2] / 2, b[1] + b[2] / 2
@@ -164,18 +262,27 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 class Track:
     """The clip's face track.
 
-    ``boxes``: ``(n_frames, 3)`` smoothed per-frame ``(cx, cy, side)``; ``roll``: ``(n_frames,)``
-    degrees (zeros without alignment); ``face_rate``: share of keyframes where the face was
-    detected; ``jitter``: mean distance of raw detections from the smoothed track, as a share of
-    the box side; ``n_keyframes``, ``n_detections`` for the log.
+    ``boxes``: ``(n_frames, 3)`` smoothed per-frame ``(cx, cy, side)``; ``points``:
+    ``(n_frames, 5, 2)`` smoothed landmarks, or ``None`` (Haar); ``roll``: ``(n_frames,)``
+    eye-line degrees from the eye cascade (zeros unless Haar with alignment); ``face_rate``:
+    share of keyframes where the face was detected; ``confidence``: mean detector probability
+    over those (NaN for Haar); ``max_jump``: largest move of the raw box centre between
+    consecutive detections, as a share of the box side; ``jitter``: mean distance of raw
+    detections from the smoothed track, as a share of the box side; ``n_keyframes``,
+    ``n_detections`` for the log; ``found``: ``(n_keyframes,)`` whether the face was detected
+    on each keyframe.
     """
 
     boxes: np.ndarray
+    points: np.ndarray | None
     roll: np.ndarray
     face_rate: float
+    confidence: float
+    max_jump: float
     jitter: float
     n_keyframes: int
     n_detections: int
+    found: np.ndarray
 
 
 def keyframe_indices(n_frames: int, every: int) -> np.ndarray:
@@ -202,55 +309,68 @@ def _smooth(values: np.ndarray, sigma: float) -> np.ndarray:
     return out
 
 
+def _link(tracks: list[dict], found: list[np.ndarray], i: int, link_iou: float) -> None:
+    """Append keyframe ``i``'s detections to the tracks they overlap most (or start new ones)."""
+    taken: set[int] = set()
+    for row in found:
+        best, best_iou = None, link_iou
+        for t_i, tr in enumerate(tracks):
+            if t_i in taken or tr["k"][-1] < i - 3 or tr["k"][-1] == i:
+                continue
+            iou = _iou(tr["b"][-1], row)
+            if iou >= best_iou:
+                best, best_iou = t_i, iou
+        if best is None:
+            tracks.append({"k": [i], "b": [row], "score": 0.0})
+            best = len(tracks) - 1
+        else:
+            tracks[best]["k"].append(i)
+            tracks[best]["b"].append(row)
+        tracks[best]["score"] += float(row[2])
+        taken.add(best)
+
+
+def _search(det: HaarDetector | CnnDetector, img: np.ndarray, i: int,
+            anchor: dict | None) -> list[np.ndarray]:
+    """Detections on keyframe ``i``: around the anchor track, and over the whole frame when due."""
+    s = det.s
+    near = np.zeros((0, N_COLS))
+    recent = anchor is not None and anchor["k"][-1] >= i - 2
+    if recent:
+        last = anchor["b"][-1]
+        near = det.near(img, last)
+        near = near[np.argsort([-_iou(last, b) for b in near], kind="stable")]
+    found = list(near)
+    if not recent or i % s.full_every == 0 or not len(near):
+        # whole-frame search for other (or lost) faces; a new face is re-measured by the
+        # tracking search so every box of a track comes from the same image scale
+        for row in det.full(img):
+            if any(_iou(row, b) >= s.link_iou for b in found):
+                continue
+            again = det.near(img, row)
+            if len(again):
+                ious = [_iou(row, b) for b in again]
+                if max(ious) >= s.link_iou:
+                    row = again[int(np.argmax(ious))]
+            found.append(row)
+    return found
+
+
 def track_face(
-    grays: list[np.ndarray], keys: np.ndarray, n_frames: int, det: FaceDetector
+    images: list[np.ndarray], keys: np.ndarray, n_frames: int, det: HaarDetector | CnnDetector
 ) -> Track | None:
-    """Detect on keyframe images ``grays`` (frame indices ``keys``) and build the face track.
+    """Detect on RGB keyframe ``images`` (frame indices ``keys``) and build the face track.
 
     Returns ``None`` when no face was found on any keyframe.
     """
     s = det.s
-    tracks: list[dict] = []  # {"k": [keyframe positions], "b": [boxes], "score": float}
+    tracks: list[dict] = []  # {"k": [keyframe positions], "b": [rows], "score": float}
     anchor: dict | None = None
     n_det = 0
-    for i, gray in enumerate(grays):
-        near = np.zeros((0, 3))
-        recent = anchor is not None and anchor["k"][-1] >= i - 2
-        if recent:
-            last = anchor["b"][-1]
-            near = det.near(gray, last)
-            near = near[np.argsort([-_iou(last, b) for b in near], kind="stable")]
-        found = list(near)
-        if not recent or i % s.full_every == 0 or not len(near):
-            # whole-frame search for other (or lost) faces; a new face is re-measured by the
-            # tracking search so every box of a track comes from the same image scale
-            for box in det.full(gray):
-                if any(_iou(box, b) >= s.link_iou for b in found):
-                    continue
-                again = det.near(gray, box)
-                if len(again):
-                    ious = [_iou(box, b) for b in again]
-                    if max(ious) >= s.link_iou:
-                        box = again[int(np.argmax(ious))]
-                found.append(box)
+    for i, img in enumerate(images):
+        found = _search(det, img, i, anchor)
         n_det += len(found)
-        taken: set[int] = set()
-        for box in found:
-            best, best_iou = None, s.link_iou
-            for t_i, tr in enumerate(tracks):
-                if t_i in taken or tr["k"][-1] < i - 3 or tr["k"][-1] == i:
-                    continue
-                iou = _iou(tr["b"][-1], box)
-                if iou >= best_iou:
-                    best, best_iou = t_i, iou
-            if best is None:
-                tracks.append({"k": [i], "b": [box], "score": 0.0})
-                best = len(tracks) - 1
-            else:
-                tracks[best]["k"].append(i)
-                tracks[best]["b"].append(box)
-            tracks[best]["score"] += float(box[2])
-            taken.add(best)
+        _link(tracks, found, i, s.link_iou)
         if tracks:
             anchor = max(tracks, key=lambda tr: tr["score"])
     if not tracks:
@@ -262,28 +382,59 @@ def track_face(
     sm[:, 2] = _smooth(raw[:, 2], s.size_sigma)  # the face's size changes slowly
     frames = keys[kpos].astype(np.float64)
     t = np.arange(n_frames, dtype=np.float64)
-    boxes = np.stack([np.interp(t, frames, sm[:, j]) for j in range(3)], 1)
+    per_frame = np.stack([np.interp(t, frames, sm[:, j]) for j in range(N_COLS)], 1)
     jitter = float(np.mean(np.hypot(*(raw[:, :2] - sm[:, :2]).T)) / np.mean(sm[:, 2]))
+    steps = np.hypot(*np.diff(raw[:, :2], axis=0).T) / raw[1:, 2] if len(raw) > 1 else [0.0]
 
     roll = np.zeros(n_frames)
-    if s.align:
-        angles = np.array([det.roll(grays[k], b) for k, b in zip(kpos, sm)])
+    if s.align and isinstance(det, HaarDetector):
+        angles = np.array([det.roll(images[k], b) for k, b in zip(kpos, sm)])
         ok = ~np.isnan(angles)
         if ok.any():
             a = _smooth(angles[ok], s.smooth_sigma)
             roll = np.interp(t, frames[ok], a)
     return Track(
-        boxes=boxes,
+        boxes=per_frame[:, :3],
+        points=per_frame[:, 4:].reshape(n_frames, 5, 2) if det.has_landmarks else None,
         roll=roll,
-        face_rate=len(kpos) / len(grays),
+        face_rate=len(kpos) / len(images),
+        confidence=float(np.mean(raw[:, 3])),
+        max_jump=float(np.max(steps)),
         jitter=jitter,
-        n_keyframes=len(grays),
+        n_keyframes=len(images),
         n_detections=n_det,
+        found=np.isin(np.arange(len(images)), kpos),
     )
+
+
+def template_points(s: Settings) -> np.ndarray:
+    """:data:`TEMPLATE` in crop pixels ``(5, 2)``: the 112-pixel template fills the crop's
+    central ``face_size / (1 + 2 margin)`` square, as a box does without alignment."""
+    inner = s.face_size / (1 + 2 * s.margin)
+    return s.face_size / 2 + (TEMPLATE / 112 - 0.5) * inner
+
+
+def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares rotation + uniform scale + shift taking ``src`` to ``dst`` (Umeyama) →
+    ``(2, 3)``."""
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    a, b = src - mu_s, dst - mu_d
+    cov = b.T @ a / len(src)
+    u, d, vt = np.linalg.svd(cov)
+    sign = np.diag([1.0, np.sign(np.linalg.det(u @ vt))])
+    rot = u @ sign @ vt
+    scale = float(np.trace(np.diag(d) @ sign) / a.var(0).sum())
+    m = np.empty((2, 3))
+    m[:, :2] = scale * rot
+    m[:, 2] = mu_d - scale * rot @ mu_s
+    return m
 
 
 def crop_params(track: Track, s: Settings) -> np.ndarray:
     """Per-frame source→crop affine matrices ``(n, 2, 3)`` (float64)."""
+    if s.align and track.points is not None:
+        dst = template_points(s)
+        return np.stack([_similarity(p, dst) for p in track.points])
     n = len(track.boxes)
     mats = np.empty((n, 2, 3))
     F = s.face_size

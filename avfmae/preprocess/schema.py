@@ -62,6 +62,10 @@ PROCESSED = pa.DataFrameSchema(
         "box_size": pa.Column(float, pa.Check.gt(0)),
         "box_jitter": pa.Column(float, pa.Check.ge(0)),
         "roll_deg": pa.Column(float, pa.Check.in_range(-90.0, 90.0)),
+        # quality record: mean detector probability (NaN: Haar gives none), largest jump of
+        # the raw box centre between consecutive detections (share of the box side)
+        "face_conf": pa.Column(float, pa.Check.in_range(0.0, 1.0), nullable=True),
+        "face_jump": pa.Column(float, pa.Check.ge(0)),
     },
     strict=False,
     coerce=True,

