@@ -208,10 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16, metavar="N",
                    help="windows per forward pass (default: %(default)s)")
     p.add_argument("--hop", type=float, default=None, metavar="SECONDS",
-                   help="most seconds between window starts on long videos (default: half a "
-                        "window)")
+                   help="most seconds between window starts on long videos (default: one "
+                        "window, 2.56 s at the published geometry)")
     p.add_argument("--workers", type=int, default=0, metavar="N",
-                   help="preprocessing processes; 0 = all cores (default)")
+                   help="preprocessing and window-loading processes; 0 = all cores (default)")
     p.add_argument("--plot", action="store_true",
                    help="also write one timeline PNG per clip into <stem>.timeline/")
     p.set_defaults(needs_params=False)

@@ -4,6 +4,7 @@ clear error for a checkpoint without a model card."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -15,12 +16,17 @@ import pandas as pd
 import pytest
 import torch
 from param_files import edit_params
+from safetensors.torch import load_file
 
 import avfmae
+from avfmae.config import load_params
 from avfmae.data.clips import ClipDataset
 from avfmae.errors import UserError
+from avfmae.eval.evaluate import evaluate
+from avfmae.eval.model_card import read_model_card
 from avfmae.eval.predict import collect_videos, resolve_checkpoint, resolve_device, window_starts
 from avfmae.train.checkpoint import export_weights
+from avfmae.train.finetune import finetune
 
 AVFMAE = [sys.executable, "-m", "avfmae"]
 
@@ -36,14 +42,15 @@ def cli(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.C
 def test_windows_are_evaluations_until_a_video_is_long(num_windows: int):
     evaluation = ClipDataset(pd.DataFrame(columns=["clip_id", "video", "audio"]), "eval",
                              num_windows=num_windows)
-    span, hop = evaluation.span, evaluation.span // 2
-    for n in range(1, span + hop + 1):  # evaluation's windows start at most `hop` apart
+    span = hop = evaluation.span  # predict's default hop
+    longest = span + max(1, num_windows - 1) * hop  # evaluation's windows still touch
+    for n in range(1, longest + 1):
         assert window_starts(n, span, num_windows, hop) == evaluation.window_starts(n, None), n
-    for n in (span + hop + 1, 1000, 15000):
+    for n in (longest + 1, 1000, 15000):
         starts = window_starts(n, span, num_windows, hop)
         assert starts[0] == 0 and starts[-1] == n - span
         assert max(np.diff(starts)) <= hop
-        assert len(starts) == max(num_windows, -(-(n - span) // hop) + 1)
+        assert len(starts) == -(-(n - span) // hop) + 1 > num_windows
 
 
 def test_inputs_checkpoints_and_devices(tmp_path: Path, monkeypatch):
@@ -91,8 +98,9 @@ def _ffmpeg(*args: str) -> None:
 @pytest.mark.slow
 def test_predict_gives_the_evaluate_stages_predictions(micro_work: Path, tmp_path: Path):
     edit_params(Path("params.yaml"), {"finetune.stages": ["s3"], "finetune.init": "random"})
-    cli("finetune", "--stage", "s3", "--dataset", "synthetic", "--fold", "1")
-    cli("evaluate", "--dataset", "synthetic", "--fold", "1")
+    params = load_params()
+    finetune(params, "s3", "synthetic", 1)
+    evaluate(params, "synthetic", 1)
     evaluated = np.load("predictions/synthetic/fold1.npz")
     names = json.loads(Path("metrics/synthetic/fold1/test.json").read_text())["labels"]
 
@@ -137,7 +145,7 @@ def test_predict_gives_the_evaluate_stages_predictions(micro_work: Path, tmp_pat
     long = timeline[timeline["video"] == str(videos / "long.mp4")]
     assert clips.loc[str(videos / "long.mp4"), "windows"] == len(long) >= 4
     assert long["start_s"].iloc[0] == 0 and long["end_s"].iloc[-1] == pytest.approx(8.0)
-    assert (np.diff(long["start_s"]) <= 1.28 + 1e-9).all()
+    assert (np.diff(long["start_s"]) <= 2.56 + 1e-9).all()
     np.testing.assert_allclose(long[probs].mean().to_numpy(),
                                clips.loc[str(videos / "long.mp4"), probs].to_numpy(dtype=float),
                                atol=1e-6)
@@ -152,3 +160,17 @@ def test_predict_gives_the_evaluate_stages_predictions(micro_work: Path, tmp_pat
                            device="cpu", batch_size=1, workers=1, progress=False)
     np.testing.assert_allclose(again.clips[probs].to_numpy(dtype=float),
                                tested[probs].to_numpy()[:1], atol=1e-5)
+
+    # a dimensional (DEA) card: raw head outputs per dimension, averaged, no label
+    best = Path("models/finetune/synthetic/fold1/s3/best.safetensors")
+    card = read_model_card(best)
+    dims = [f"d{k}" for k in range(len(names))]
+    dea = dataclasses.replace(card, task={**card.task, "family": "DEA", "names": dims})
+    export_weights(load_file(best), tmp_path / "dea.safetensors", metadata=dea.to_metadata())
+    values = avfmae.predict([videos / "long.mp4"], tmp_path / "dea.safetensors", workers=1,
+                            progress=False)
+    assert "predicted" not in values.clips and "windows" in values.clips
+    dim_cols = [f"value_{d}" for d in dims]
+    np.testing.assert_allclose(values.timeline[dim_cols].mean().to_numpy(),
+                               values.clips[dim_cols].to_numpy(dtype=float)[0], atol=1e-6)
+    assert not np.allclose(values.timeline[dim_cols].sum(axis=1), 1.0)

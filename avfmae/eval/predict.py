@@ -6,7 +6,8 @@ model's training data (face track and crop, 16 kHz audio; read from the checkpoi
 protocol and the model's head. A clip is seen as evenly spaced windows, the first at the start
 and the last at the end, ``num_windows`` of them as in evaluation (so a clip of a test split
 gets the evaluate stage's prediction); a video long enough that those windows would start more
-than ``hop`` apart gets as many windows as it takes to cover it at that spacing. The clip's
+than ``hop`` apart (by default one window's length: they would leave gaps) gets as many windows
+as it takes to cover it at that spacing. The clip's
 prediction averages its windows' class probabilities (or regression values, DEA), and every
 window is kept as a timeline (start, end, probabilities).
 
@@ -93,7 +94,7 @@ class Predictions:
             clips.append(entry)
         return {**self.info, "clips": clips}
 
-    def save(self, out: Path, plots: bool = False) -> list[Path]:
+    def save(self, out: str | Path, plots: bool = False) -> list[Path]:
         """Write ``out`` (CSV, one row per clip), ``<stem>.json``, ``<stem>.timeline.csv`` and
         with ``plots`` one PNG per predicted clip in ``<stem>.timeline/``; returns the paths."""
         out = Path(out)
@@ -326,7 +327,8 @@ def predict(inputs: str | Path | Iterable[str | Path], model: str | Path, *,
     (a checkpoint, or its stage or fold folder).
 
     ``batch_size``: windows per forward pass (they mix clips). ``hop_s``: the most seconds
-    between window starts before a long video gets more windows (default: half a window).
+    between window starts before a long video gets more windows (default: one window's
+    length, so that evaluation's windows are kept wherever they leave no gap).
     ``workers``: preprocessing (and window loading) processes, 0 = every core.
     """
     if batch_size < 1:
@@ -344,7 +346,7 @@ def predict(inputs: str | Path | Iterable[str | Path], model: str | Path, *,
     geometry = card.geometry
     fps = card.preprocess["settings"]["fps"]
     span = geometry["num_frames"] * geometry["sampling_rate"]
-    hop = max(1, round(hop_s * fps)) if hop_s is not None else max(1, span // 2)
+    hop = max(1, round(hop_s * fps)) if hop_s is not None else span
     with tempfile.TemporaryDirectory(prefix="avfmae-predict-") as tmp:
         results = preprocess_videos(videos, card, Path(tmp), workers, progress)
         ok = [i for i, r in enumerate(results) if r.ok]
