@@ -100,6 +100,20 @@ def _cmd_convert(args: argparse.Namespace, params: Params) -> None:
     print(convert_checkpoint(Path(args.src), Path(args.dst), scale=args.scale))
 
 
+def _cmd_predict(args: argparse.Namespace, params: Params | None) -> None:
+    from avfmae.eval.predict import predict
+
+    result = predict(args.inputs, args.model, device=args.device, batch_size=args.batch_size,
+                     hop_s=args.hop, workers=args.workers)
+    paths = result.save(Path(args.out), plots=args.plot)
+    ok = int((result.clips["status"] == "ok").sum())
+    skipped = result.clips.loc[result.clips["status"] != "ok", "reason"].value_counts()
+    print(f"{ok} of {len(result.clips)} clip(s) predicted"
+          + "".join(f", {n} skipped ({reason})" for reason, n in skipped.items())
+          + f" → {', '.join(str(p) for p in paths[:3])}"
+          + (f" and {len(paths) - 3} plot(s)" if len(paths) > 3 else ""))
+
+
 def _add_resume(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--resume", default="auto",
@@ -215,6 +229,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("src", help="published checkpoint ({'model': state_dict})")
     p.add_argument("dst", help="output .safetensors")
     p.add_argument("--scale", default=None, help="scale name; inferred from shapes if omitted")
+    p = add("predict", _cmd_predict,
+            "apply a fine-tuned model to your own videos: one prediction per clip and a "
+            "per-window timeline (needs no params.yaml: the checkpoint carries its settings)")
+    p.add_argument("inputs", nargs="+", metavar="VIDEO_OR_FOLDER",
+                   help="video files, or folders searched recursively for video files")
+    p.add_argument("--model", required=True,
+                   help="fine-tuned checkpoint (.safetensors) or its run folder, e.g. "
+                        "models/finetune/synthetic/fold1 (its last stage's best weights)")
+    p.add_argument("--out", default="predictions.csv",
+                   help="per-clip table (default: %(default)s); <stem>.json and "
+                        "<stem>.timeline.csv are written beside it")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--batch-size", type=int, default=16, metavar="N",
+                   help="windows per forward pass (default: %(default)s)")
+    p.add_argument("--hop", type=float, default=None, metavar="SECONDS",
+                   help="most seconds between window starts on long videos (default: one "
+                        "window, 2.56 s at the published geometry)")
+    p.add_argument("--workers", type=int, default=0, metavar="N",
+                   help="preprocessing and window-loading processes; 0 = all cores (default)")
+    p.add_argument("--plot", action="store_true",
+                   help="also write one timeline PNG per clip into <stem>.timeline/")
+    p.set_defaults(needs_params=False)
     return parser
 
 
@@ -228,7 +264,7 @@ def _setup_logging(args: argparse.Namespace) -> None:
     level = logging.DEBUG if args.verbose else logging.INFO
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if args.command not in ("params", "pipeline", "datasets"):
+    if args.command not in ("params", "pipeline", "datasets", "predict"):
         path = _log_file(args)
         path.parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(path))
@@ -245,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args)
     try:
-        params = load_params(args.params)
+        params = load_params(args.params) if getattr(args, "needs_params", True) else None
         if args.command in PIPELINE_STAGES and "LOCAL_RANK" not in os.environ:
             _claim_checkout()
         relaunched = _relaunch_under_torchrun(args, argv)

@@ -51,7 +51,7 @@ from .schema import INPUT, PROCESSED, REJECTS, validate
 from .settings import Settings, fingerprint
 from .worker import WORKER_MODULES, guarded, init_worker, one_thread, run_job, stage_identity
 
-__all__ = ["preprocess", "preprocess_manifest", "PreprocessError", "worker_count"]
+__all__ = ["preprocess", "preprocess_manifest", "PreprocessError", "worker_count", "execute_jobs"]
 
 log = logging.getLogger("avfmae.preprocess")  # summary lines (propagate to the CLI's log)
 clip_log = logging.getLogger("avfmae.preprocess.clips")  # one line per clip: the log file only
@@ -343,7 +343,7 @@ def _run(
         ) as bar:
             n_rej = sum(not r["ok"] for r in records.values())
             n_err = 0
-            for job, res in _execute(todo, settings, n_workers):
+            for job, res in execute_jobs(todo, settings, n_workers):
                 rec = _record(res, job)
                 done_fh.write(json.dumps(rec, sort_keys=True) + "\n")
                 done_fh.flush()
@@ -368,7 +368,7 @@ def _run(
     return _finish(df, jobs, records, manifest, in_sha, out, cfg, fp, desc, name, t0, cpu, media_s)
 
 
-def _execute(todo: list[ClipJob], settings: Settings, n_workers: int):
+def execute_jobs(todo: list[ClipJob], settings: Settings, n_workers: int):
     """Yield ``(job, result)`` as clips finish; inline for one worker, else a process pool."""
     if n_workers <= 1:
         one_thread()

@@ -41,6 +41,7 @@ from avfmae.eval.evaluate import (
     task_metrics,
     task_of,
 )
+from avfmae.eval.model_card import model_card
 from avfmae.io import atomic_write_text, content_digest
 from avfmae.models import AVFClassifier, create_model, load_pretrained_encoder
 from avfmae.models.convert import encoder_size_mismatch, load_checkpoint
@@ -310,7 +311,8 @@ def finetune(params: Params, stage: str, dataset: str, fold: int, resume: str = 
         score = metrics[target.selection_metric]
         best = max((h[f"val_{target.selection_metric}"] for h in loop.history), default=None)
         if best is None or score > best:
-            export_weights(module, best_path, metadata={"epoch": str(epoch)})
+            export_weights(module, best_path,
+                           metadata=checkpoint_metadata(params, target, stage, fold, epoch))
         return {f"val_{k}": v for k, v in metrics.items()}
 
     history = loop.fit(lambda b, e: {"loss": objective(model, b, e, info.device)}, validate)
@@ -321,6 +323,14 @@ def finetune(params: Params, stage: str, dataset: str, fold: int, resume: str = 
     return stage_model_dir(params, dataset, fold, stage)
 
 
+def checkpoint_metadata(params: Params, target: Task, stage: str, fold: int,
+                        epoch: int) -> dict[str, str]:
+    """Safetensors metadata of a fine-tuned checkpoint: its epoch and the model card that
+    ``avfmae predict`` reads (task, input geometry, preprocessing of the training data)."""
+    card = model_card(params, target, stage=stage, fold=fold)
+    return {"epoch": str(epoch), **card.to_metadata()}
+
+
 def _write_outputs(params: Params, dataset: str, fold: int, stage: str, module: nn.Module,
                    target: Task, history: list[dict[str, float]], best_path: Path) -> None:
     out = stage_model_dir(params, dataset, fold, stage)
@@ -328,7 +338,8 @@ def _write_outputs(params: Params, dataset: str, fold: int, stage: str, module: 
     best = max(history, key=lambda h: h[key])
     out.mkdir(parents=True, exist_ok=True)
     (out / "best.safetensors").write_bytes(best_path.read_bytes())
-    export_weights(module, out / "last.safetensors", metadata={"epoch": str(len(history) - 1)})
+    export_weights(module, out / "last.safetensors",
+                   metadata=checkpoint_metadata(params, target, stage, fold, len(history) - 1))
     selection = {
         "stage": stage, "selection_metric": target.selection_metric,
         "best_epoch": int(best["epoch"]), "epochs": len(history),
