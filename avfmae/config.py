@@ -146,6 +146,10 @@ class ModelConfig:
 class PretrainConfig:
     """Self-supervised audio-visual pretraining (SPEC §3, §6)."""
 
+    modality: Literal["av", "video", "audio"] = knob(
+        "av", help="av: both streams, fusion and contrastive term; video | audio: that "
+                   "modality's masked autoencoder alone (the unimodal ablation)"
+    )
     epochs: int = knob(20, lo=1, hi=10000)
     warmup_epochs: float = knob(1.0, lo=0.0, hi=1000.0)
     batch_size: int = knob(8, lo=1, hi=4096, help="per-process batch size")
@@ -437,6 +441,10 @@ def _check_across_keys(params: Params) -> None:
             params.finetune.stages):
         raise ConfigError(f"finetune.stages: {params.finetune.stages} must be a non-empty, "
                           "ordered subset of [s1, s2, s3]")
+    pre, fine = params.pretrain.modality, params.finetune.modality
+    if params.finetune.init == "pretrained" and pre != "av" and fine not in ("av", pre):
+        raise ConfigError(f"finetune.modality: {fine} cannot start from a pretrain.modality "
+                          f"{pre} encoder (it has no {fine} encoder); use finetune.init: random")
     for name in ("s1", "s2", "s3"):
         spec = getattr(params.finetune, name).rand_augment
         if not spec:
