@@ -146,10 +146,6 @@ class ModelConfig:
 class PretrainConfig:
     """Self-supervised audio-visual pretraining (SPEC §3, §6)."""
 
-    modality: Literal["av", "video", "audio"] = knob(
-        "av", help="av: both streams, fusion and contrastive term; video | audio: that "
-                   "modality's masked autoencoder alone (the unimodal ablation)"
-    )
     epochs: int = knob(20, lo=1, hi=10000)
     warmup_epochs: float = knob(1.0, lo=0.0, hi=1000.0)
     batch_size: int = knob(8, lo=1, hi=4096, help="per-process batch size")
@@ -171,6 +167,10 @@ class PretrainConfig:
     checkpoint_every_steps: int = knob(50, lo=1)
     num_workers: int = knob(2, lo=0, hi=64)
     seed: int = knob(0, lo=0)
+    modality: Literal["av", "video", "audio"] = knob(
+        "av", help="av: both streams, fusion and contrastive term; video | audio: that "
+                   "modality's masked autoencoder alone (the unimodal ablation)"
+    )
 
 
 @dataclass(frozen=True)

@@ -275,6 +275,10 @@ class AVFPretrain(nn.Module):
         :meth:`index_masks` in a data-loader worker; this also keeps the call free of
         data-dependent shapes for ``torch.compile``)."""
         if index is None:
+            masks = {"video_mask": video_mask, "audio_mask": audio_mask}
+            needed = [f"{name}_mask" for name in ("video", "audio") if self.has(name)]
+            if any(masks[n] is None for n in needed):
+                raise ValueError(f"pass the encoder masks ({', '.join(needed)}) or an index")
             index = self.index_masks(video_mask, audio_mask, video_decoder_mask, audio_decoder_mask)
         device = next(self.parameters()).device
         return self.forward_indexed(video, audio, index.to(device))
