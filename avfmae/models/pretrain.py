@@ -166,6 +166,7 @@ class AVFPretrain(nn.Module):
             dim=C, num_heads=scale.num_heads, mlp_ratio=scale.mlp_ratio, qkv_bias=scale.qkv_bias,
             drop_path_rate=dp,
         )
+        # registration order = initialisation order: the audio-visual model keeps its weights
         skips = len(scale.skip_layers)
         dec = dict(mlp_ratio=scale.mlp_ratio, qkv_bias=scale.qkv_bias)
         if self.has("video"):
@@ -173,23 +174,25 @@ class AVFPretrain(nn.Module):
                 3, scale.video_input_size, scale.video_patch, scale.video_region,
                 depth=scale.video_depth, **common,
             )
-            self.video_decoder = SkipDecoder(
-                C, D, skips, scale.decoder_num_heads, self.video_encoder.regions.num_tokens,
-                3 * scale.tubelet_size * scale.patch_size**2, **dec,
-            )
         if self.has("audio"):
             self.audio_encoder = LGEncoder(
                 1, scale.audio_size, scale.audio_patch, scale.audio_region,
                 depth=scale.audio_depth, **common,
             )
-            self.audio_decoder = SkipDecoder(
-                C, D, skips, scale.decoder_num_heads, self.audio_encoder.regions.num_tokens,
-                scale.audio_patch_size**2, **dec,
-            )
         if modality == "av":
             self.fusion = IAVCLM(
                 C, scale.fusion_depth, scale.fusion_num_heads, scale.mlp_ratio, scale.qkv_bias,
                 dp, er_norm,
+            )
+        if self.has("video"):
+            self.video_decoder = SkipDecoder(
+                C, D, skips, scale.decoder_num_heads, self.video_encoder.regions.num_tokens,
+                3 * scale.tubelet_size * scale.patch_size**2, **dec,
+            )
+        if self.has("audio"):
+            self.audio_decoder = SkipDecoder(
+                C, D, skips, scale.decoder_num_heads, self.audio_encoder.regions.num_tokens,
+                scale.audio_patch_size**2, **dec,
             )
         self._init_weights()
 
