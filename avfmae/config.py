@@ -179,6 +179,10 @@ class PretrainConfig:
     checkpoint_every_steps: int = knob(50, lo=1)
     num_workers: int = knob(2, lo=0, hi=64)
     seed: int = knob(0, lo=0)
+    modality: Literal["av", "video", "audio"] = knob(
+        "av", help="av: both streams, fusion and contrastive term; video | audio: that "
+                   "modality's masked autoencoder alone (the unimodal ablation)"
+    )
 
 
 @dataclass(frozen=True)
@@ -494,6 +498,10 @@ def _check_across_keys(params: Params) -> None:
             params.finetune.stages):
         raise ConfigError(f"finetune.stages: {params.finetune.stages} must be a non-empty, "
                           "ordered subset of [s1, s2, s3]")
+    pre, fine = params.pretrain.modality, params.finetune.modality
+    if params.finetune.init == "pretrained" and pre != "av" and fine not in ("av", pre):
+        raise ConfigError(f"finetune.modality: {fine} cannot start from a pretrain.modality "
+                          f"{pre} encoder (it has no {fine} encoder); use finetune.init: random")
     for name in ("s1", "s2", "s3"):
         spec = getattr(params.finetune, name).rand_augment
         if not spec:

@@ -256,3 +256,28 @@ def test_finetune_head_init_scale_reaches_fresh_heads(scale):
     head = build_classifier(params, {"synthetic": 6}).heads["synthetic"]
     assert head.weight.std().item() == pytest.approx(0.02 * scale, rel=0.15)
     assert not head.bias.any()
+
+
+@pytest.mark.parametrize("modality", ["video", "audio"])
+def test_one_modality_pretraining_has_only_its_own_parts(modality):
+    """Unimodal pretraining: that modality's encoder and decoder only (no fusion, no other
+    stream), names shared with the audio-visual model, every parameter trained except the last
+    LG block's local → region step (structurally zero, as in the audio-visual model)."""
+    torch.manual_seed(0)
+    model = create_model("tiny", pretrain=True, modality=modality).train()
+    av_names = {n for n, _ in create_model("tiny", pretrain=True).named_parameters()}
+    names = {n for n, _ in model.named_parameters()}
+    assert {n.split(".")[0] for n in names} == {f"{modality}_encoder", f"{modality}_decoder"}
+    assert names < av_names
+    video, audio = _inputs(2)
+    masks = _window_masks(2)
+    keep = {"video": (video, None), "audio": (None, audio)}[modality]
+    out = model(*keep, *masks)
+    other = "audio" if modality == "video" else "video"
+    assert getattr(out, f"{other}_recon") is None and not out.logits_per_video
+    assert getattr(out, f"{modality}_recon").shape[-1] == {"video": 1536, "audio": 256}[modality]
+    recon, mask = getattr(out, f"{modality}_recon"), getattr(out, f"{modality}_loss_mask")
+    ((recon.pow(2).mean(-1) * mask).sum() / mask.sum()).backward()
+    _assert_all_grads(model, r"_encoder\.blocks\.1\.aggregate_")
+    with pytest.raises(ValueError, match=f"needs the {modality} input"):
+        model(None, None, *masks)

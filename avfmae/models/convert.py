@@ -426,6 +426,20 @@ class LoadReport:
     unused: list[str]
     shape_mismatches: list[str]
 
+    def parts(self) -> str:
+        """One line naming the top-level modules that were loaded and those that start from
+        their fresh initialisation, e.g. ``loaded video_encoder (52 tensors); random init:
+        audio_encoder (52 tensors), fusion (40 tensors), heads (2 tensors)``; a module only
+        partly loaded is counted on both sides."""
+        def grouped(names: list[str]) -> str:
+            counts: dict[str, int] = {}
+            for name in names:
+                top = name.split(".")[0]
+                counts[top] = counts.get(top, 0) + 1
+            return ", ".join(f"{top} ({n} tensors)" for top, n in counts.items()) or "nothing"
+
+        return f"loaded {grouped(self.loaded)}; random init: {grouped(self.missing)}"
+
     def __str__(self) -> str:
         lines = [f"loaded {len(self.loaded)} tensors"]
         for title, items in (

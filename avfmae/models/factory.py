@@ -30,11 +30,12 @@ def create_model(
     ``overrides`` may name scale fields (``embed_dim``, ``video_depth``, ``depth`` for both
     encoders, ``skip_layers``, … — see :class:`ModelScale`) and model options:
     classifier — ``modality``, ``reference_compatible``, ``er_norm``, ``drop_path_rate``,
-    ``head_init_scale``; pretraining — ``reference_compatible``, ``partition``, ``er_norm``,
-    ``drop_path_rate``, ``contrastive_temperature``. Examples::
+    ``head_init_scale``; pretraining — ``modality``, ``reference_compatible``, ``partition``,
+    ``er_norm``, ``drop_path_rate``, ``contrastive_temperature``. Examples::
 
         create_model("base", num_classes=11)
         create_model("tiny", pretrain=True, partition="rank")
+        create_model("tiny", pretrain=True, modality="video")  # video-only masked autoencoder
         create_model("small", num_classes={"mafw": 11, "dfew": 7}, modality="video", depth=6)
     """
     scale_changes = {k: overrides.pop(k) for k in list(overrides) if k in _SCALE_FIELDS}

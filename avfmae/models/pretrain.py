@@ -1,4 +1,5 @@
-"""Pretraining model: masked LG encoders, IAV-CLM, skip decoders, contrastive logits (SPEC §6)."""
+"""Pretraining model: masked LG encoders, IAV-CLM, skip decoders, contrastive logits (SPEC §6);
+or one modality's masked autoencoder alone."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from avfmae.models.classifier import Modality
 from avfmae.models.decoder import SkipDecoder
 from avfmae.models.encoder import LGEncoder
 from avfmae.models.fusion import IAVCLM
@@ -42,11 +44,14 @@ class ModalityIndex:
 
 @dataclass
 class PretrainIndex:
-    video: ModalityIndex
-    audio: ModalityIndex
+    """Per-modality indices; None for a modality the model does not have."""
+
+    video: ModalityIndex | None
+    audio: ModalityIndex | None
 
     def to(self, device: torch.device | str) -> PretrainIndex:
-        return PretrainIndex(self.video.to(device), self.audio.to(device))
+        return PretrainIndex(*(None if m is None else m.to(device)
+                               for m in (self.video, self.audio)))
 
 
 @dataclass
@@ -64,14 +69,17 @@ class PretrainOutput:
     of the encoder features at each skip level (for contrastive losses with gathered negatives).
     ``logits_per_video``: L tensors (B, B) = ``v · aᵀ / τ``; ``logits_per_audio`` their
     transposes. The published HCMCL is ``Σ_ℓ ½[CE(logits_ℓ, arange B) + CE(logits_ℓᵀ, arange B)]``.
+
+    A one-modality model leaves the other modality's tensors None and its embeddings empty, and
+    has no logits (empty lists).
     """
 
-    video_recon: Tensor
-    audio_recon: Tensor
-    video_decoded: Tensor
-    audio_decoded: Tensor
-    video_loss_mask: Tensor
-    audio_loss_mask: Tensor
+    video_recon: Tensor | None
+    audio_recon: Tensor | None
+    video_decoded: Tensor | None
+    audio_decoded: Tensor | None
+    video_loss_mask: Tensor | None
+    audio_loss_mask: Tensor | None
     video_embeddings: list[Tensor]
     audio_embeddings: list[Tensor]
     logits_per_video: list[Tensor]
@@ -118,6 +126,13 @@ class AVFPretrain(nn.Module):
     block) and the query side of HAFE's cross-attention (``fusion.hafe.cross_attn.q*``,
     ``fusion.hafe.*.query_norm``: the joint query is a single token, so that softmax is
     constant). The contrastive logits need a batch of at least 2 to mean anything.
+
+    **One modality** (``modality="video"`` / ``"audio"``, the unimodal ablation): only that
+    modality's encoder and decoder are built; there is no fusion and no contrastive logits, and
+    the decoder reads the encoder output directly. Pass None for the absent modality's input and
+    masks. Its parameter names are a subset of the audio-visual model's, so the exported encoder
+    loads into any classifier by name. The last LG block's local → region step still gets zero
+    gradient; nothing else does.
     """
 
     def __init__(
@@ -129,14 +144,18 @@ class AVFPretrain(nn.Module):
         er_norm: ERNorm | None = None,
         drop_path_rate: float | None = None,
         contrastive_temperature: float = 0.07,
+        modality: Modality = "av",
     ) -> None:
         super().__init__()
+        if modality not in ("av", "video", "audio"):
+            raise ValueError(f"modality must be 'av', 'video' or 'audio', got {modality!r}")
         partition = partition or ("rank" if reference_compatible else "window")
         if partition not in ("window", "rank"):
             raise ValueError(f"partition must be 'window' or 'rank', got {partition!r}")
         if reference_compatible and partition != "rank":
             raise ValueError("reference_compatible=True implies the published rank partition")
         self.scale = scale
+        self.modality = modality
         self.reference_compatible = reference_compatible
         self.partition = partition
         self.temperature = contrastive_temperature
@@ -147,29 +166,39 @@ class AVFPretrain(nn.Module):
             dim=C, num_heads=scale.num_heads, mlp_ratio=scale.mlp_ratio, qkv_bias=scale.qkv_bias,
             drop_path_rate=dp,
         )
-        self.video_encoder = LGEncoder(
-            3, scale.video_input_size, scale.video_patch, scale.video_region,
-            depth=scale.video_depth, **common,
-        )
-        self.audio_encoder = LGEncoder(
-            1, scale.audio_size, scale.audio_patch, scale.audio_region,
-            depth=scale.audio_depth, **common,
-        )
-        self.fusion = IAVCLM(
-            C, scale.fusion_depth, scale.fusion_num_heads, scale.mlp_ratio, scale.qkv_bias, dp,
-            er_norm,
-        )
+        # registration order = initialisation order: the audio-visual model keeps its weights
         skips = len(scale.skip_layers)
         dec = dict(mlp_ratio=scale.mlp_ratio, qkv_bias=scale.qkv_bias)
-        self.video_decoder = SkipDecoder(
-            C, D, skips, scale.decoder_num_heads, self.video_encoder.regions.num_tokens,
-            3 * scale.tubelet_size * scale.patch_size**2, **dec,
-        )
-        self.audio_decoder = SkipDecoder(
-            C, D, skips, scale.decoder_num_heads, self.audio_encoder.regions.num_tokens,
-            scale.audio_patch_size**2, **dec,
-        )
+        if self.has("video"):
+            self.video_encoder = LGEncoder(
+                3, scale.video_input_size, scale.video_patch, scale.video_region,
+                depth=scale.video_depth, **common,
+            )
+        if self.has("audio"):
+            self.audio_encoder = LGEncoder(
+                1, scale.audio_size, scale.audio_patch, scale.audio_region,
+                depth=scale.audio_depth, **common,
+            )
+        if modality == "av":
+            self.fusion = IAVCLM(
+                C, scale.fusion_depth, scale.fusion_num_heads, scale.mlp_ratio, scale.qkv_bias,
+                dp, er_norm,
+            )
+        if self.has("video"):
+            self.video_decoder = SkipDecoder(
+                C, D, skips, scale.decoder_num_heads, self.video_encoder.regions.num_tokens,
+                3 * scale.tubelet_size * scale.patch_size**2, **dec,
+            )
+        if self.has("audio"):
+            self.audio_decoder = SkipDecoder(
+                C, D, skips, scale.decoder_num_heads, self.audio_encoder.regions.num_tokens,
+                scale.audio_patch_size**2, **dec,
+            )
         self._init_weights()
+
+    def has(self, name: str) -> bool:
+        """Whether this model encodes modality ``name`` ("video" or "audio")."""
+        return self.modality in ("av", name)
 
     def _init_weights(self) -> None:
         for m in self.modules():
@@ -213,24 +242,31 @@ class AVFPretrain(nn.Module):
 
     def index_masks(
         self,
-        video_mask: Tensor,
-        audio_mask: Tensor,
+        video_mask: Tensor | None,
+        audio_mask: Tensor | None,
         video_decoder_mask: Tensor | None = None,
         audio_decoder_mask: Tensor | None = None,
     ) -> PretrainIndex:
-        """Token indices for :meth:`forward_indexed` from boolean masks (True = masked)."""
-        video_grid, audio_grid = self.video_encoder.regions, self.audio_encoder.regions
-        return PretrainIndex(
-            self._index_modality(video_grid, video_mask, video_decoder_mask, "video"),
-            self._index_modality(audio_grid, audio_mask, audio_decoder_mask, "audio"),
-        )
+        """Token indices for :meth:`forward_indexed` from boolean masks (True = masked); the
+        masks of a modality the model does not have are ignored."""
+        index = {}
+        for name, mask, decoder_mask in (("video", video_mask, video_decoder_mask),
+                                         ("audio", audio_mask, audio_decoder_mask)):
+            if not self.has(name):
+                index[name] = None
+                continue
+            if mask is None:
+                raise ValueError(f"the {self.modality!r} model needs the {name} encoder mask")
+            grid = getattr(self, f"{name}_encoder").regions
+            index[name] = self._index_modality(grid, mask, decoder_mask, name)
+        return PretrainIndex(**index)
 
     # --- forward -----------------------------------------------------------------------------
 
     def forward(
         self,
-        video: Tensor,
-        audio: Tensor,
+        video: Tensor | None,
+        audio: Tensor | None,
         video_mask: Tensor | None = None,
         audio_mask: Tensor | None = None,
         video_decoder_mask: Tensor | None = None,
@@ -242,12 +278,22 @@ class AVFPretrain(nn.Module):
         :meth:`index_masks` in a data-loader worker; this also keeps the call free of
         data-dependent shapes for ``torch.compile``)."""
         if index is None:
-            if video_mask is None or audio_mask is None:
-                raise ValueError("pass the encoder masks (video_mask, audio_mask) or an index")
+            masks = {"video_mask": video_mask, "audio_mask": audio_mask}
+            needed = [f"{name}_mask" for name in ("video", "audio") if self.has(name)]
+            if any(masks[n] is None for n in needed):
+                raise ValueError(f"pass the encoder masks ({', '.join(needed)}) or an index")
             index = self.index_masks(video_mask, audio_mask, video_decoder_mask, audio_decoder_mask)
-        return self.forward_indexed(video, audio, index.to(video.device))
+        device = next(self.parameters()).device
+        return self.forward_indexed(video, audio, index.to(device))
 
-    def forward_indexed(self, video: Tensor, audio: Tensor, index: PretrainIndex) -> PretrainOutput:
+    def forward_indexed(
+        self, video: Tensor | None, audio: Tensor | None, index: PretrainIndex
+    ) -> PretrainOutput:
+        for name, x in (("video", video), ("audio", audio)):
+            if x is None and self.has(name):
+                raise ValueError(f"the {self.modality!r} model needs the {name} input")
+        if self.modality != "av":
+            return self._forward_one(video if self.modality == "video" else audio, index)
         layers = self.scale.skip_layers
         video_feats = self.video_encoder.forward_masked(video, index.video.layout, layers)
         audio_feats = self.audio_encoder.forward_masked(audio, index.audio.layout, layers)
@@ -277,4 +323,24 @@ class AVFPretrain(nn.Module):
             audio_embeddings=audio_emb,
             logits_per_video=logits,
             logits_per_audio=[l.t() for l in logits],
+        )
+
+    def _forward_one(self, x: Tensor, index: PretrainIndex) -> PretrainOutput:
+        """One modality's masked autoencoder: encoder, then its decoder on the encoder output."""
+        name = self.modality
+        idx: ModalityIndex = getattr(index, name)
+        encoder, decoder = getattr(self, f"{name}_encoder"), getattr(self, f"{name}_decoder")
+        feats = encoder.forward_masked(x, idx.layout, self.scale.skip_layers)
+        recon = decoder(feats[-1], feats, idx.position, idx.decoded)
+        emb = [F.normalize(f.mean(1), dim=-1) for f in feats]
+        out = {f"{m}_{k}": None for m in ("video", "audio")
+               for k in ("recon", "decoded", "loss_mask")}
+        out.update({f"{name}_recon": recon, f"{name}_decoded": idx.decoded,
+                    f"{name}_loss_mask": idx.loss_mask})
+        return PretrainOutput(
+            **out,
+            video_embeddings=emb if name == "video" else [],
+            audio_embeddings=emb if name == "audio" else [],
+            logits_per_video=[],
+            logits_per_audio=[],
         )

@@ -118,7 +118,12 @@ def initialise(model: AVFClassifier, params: Params, dataset: str, fold: int,
     if not path.is_file():
         raise UserError(f"{path} is missing: run `avfmae pretrain` (or set finetune.init: "
                         "random)")
-    report = load_pretrained_encoder(model, load_weights(path))
+    try:
+        report = load_pretrained_encoder(model, load_weights(path))
+    except ValueError as err:
+        raise UserError(f"{path}: {err} (finetune.modality {params.finetune.modality}); "
+                        "pretrain that modality or set finetune.init: random") from None
+    log.info("%s %s fold %d starts from %s: %s", stage, dataset, fold, path, report.parts())
     return f"pretrained encoder ({len(report.loaded)} tensors)"
 
 

@@ -240,11 +240,11 @@ def contrastive_loss_from_logits(logits_per_video: Sequence[torch.Tensor]) -> to
 
 
 def pretraining_losses(
-    video: torch.Tensor,
-    audio: torch.Tensor,
+    video: torch.Tensor | None,
+    audio: torch.Tensor | None,
     masks: dict[str, torch.Tensor],
-    video_recon: torch.Tensor,
-    audio_recon: torch.Tensor,
+    video_recon: torch.Tensor | None,
+    audio_recon: torch.Tensor | None,
     video_levels: Sequence[torch.Tensor],
     audio_levels: Sequence[torch.Tensor],
     *,
@@ -259,29 +259,35 @@ def pretraining_losses(
         video: ``(B, 3, 16, 160, 160)`` normalised input; audio: ``(B, 1, 256, 128)``.
         masks: :func:`avfmae.masking.dual_masks` output.
         video_recon: ``(B, K_v, 1536)``; audio_recon: ``(B, K_a, 256)`` (decoded positions).
+            None for a modality a one-modality model does not reconstruct.
         video_levels, audio_levels: per-level encoder features for HCMCL.
 
     Returns:
         ``{"loss_video", "loss_audio", "loss_hcmcl", "loss_total"}`` with
-        ``loss_total = loss_video + loss_audio + contrastive_weight·loss_hcmcl``.
+        ``loss_total = loss_video + loss_audio + contrastive_weight·loss_hcmcl``. With one
+        modality: ``{"loss_<modality>", "loss_total"}``, the total being that reconstruction
+        loss alone (there is no second stream to contrast with).
     """
-    loss_v = reconstruction_loss(
-        video_recon, video_targets(video, frame_diff=frame_diff),
-        masks["decoder_mask_video"], masks["encoder_mask_video"],
-    )
-    loss_a = reconstruction_loss(
-        audio_recon, audio_targets(audio),
-        masks["decoder_mask_audio"], masks["encoder_mask_audio"],
-    )
-    loss_c = hierarchical_contrastive_loss(
-        video_levels, audio_levels, temperature, gather=gather_negatives
-    )
-    return {
-        "loss_video": loss_v,
-        "loss_audio": loss_a,
-        "loss_hcmcl": loss_c,
-        "loss_total": loss_v + loss_a + contrastive_weight * loss_c,
-    }
+    losses: dict[str, torch.Tensor] = {}
+    if video_recon is not None:
+        losses["loss_video"] = reconstruction_loss(
+            video_recon, video_targets(video, frame_diff=frame_diff),
+            masks["decoder_mask_video"], masks["encoder_mask_video"],
+        )
+    if audio_recon is not None:
+        losses["loss_audio"] = reconstruction_loss(
+            audio_recon, audio_targets(audio),
+            masks["decoder_mask_audio"], masks["encoder_mask_audio"],
+        )
+    if not losses:
+        raise ValueError("nothing to reconstruct: both video_recon and audio_recon are None")
+    total = sum(losses.values())
+    if video_recon is not None and audio_recon is not None:
+        losses["loss_hcmcl"] = hierarchical_contrastive_loss(
+            video_levels, audio_levels, temperature, gather=gather_negatives
+        )
+        total = total + contrastive_weight * losses["loss_hcmcl"]
+    return {**losses, "loss_total": total}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -2,9 +2,11 @@
 
 Reads the unlabeled clips of every ``data.pretrain_pool`` dataset's clip store, trains the
 pretraining model of ``model.scale`` with dual masking, the reconstruction losses and the
-hierarchical contrastive loss, and writes:
+hierarchical contrastive loss — or, with ``pretrain.modality`` video or audio, that modality's
+masked autoencoder alone (its masks and reconstruction loss) — and writes:
 
-- ``models/pretrain/encoder.safetensors`` — encoders + fusion, what fine-tuning loads;
+- ``models/pretrain/encoder.safetensors`` — encoders + fusion (those the model has), what
+  fine-tuning loads;
 - ``metrics/pretrain.json`` — first/last epoch losses, throughput;
 - ``plots/pretrain/`` — ``losses.csv`` (per step) and reconstruction pictures;
 - ``runs/pretrain/`` — resumable checkpoints while it runs, kept across an interruption only
@@ -69,14 +71,15 @@ def pool_rows(params: Params) -> pd.DataFrame:
 
 
 def build_pretrain_model(params: Params) -> AVFPretrain:
-    """The pretraining model of ``model.scale`` with the masking's region partition."""
+    """The pretraining model of ``model.scale`` and ``pretrain.modality`` with the masking's
+    region partition."""
     cfg = params.pretrain
     partition = "rank" if params.model.reference_compatible or not cfg.window_masking \
         else "window"
     return create_model(params.model.scale, pretrain=True, partition=partition,
                         reference_compatible=params.model.reference_compatible,
                         contrastive_temperature=cfg.contrastive_temperature,
-                        **params.model.overrides)
+                        modality=cfg.modality, **params.model.overrides)
 
 
 def sample_masks(params: Params, epoch: int, index: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -136,14 +139,15 @@ def pretrain(params: Params, resume: str = "auto") -> Path:
         epochs=cfg.epochs, clip_grad=cfg.clip_grad, every_steps=cfg.checkpoint_every_steps,
         desc="pretrain")
     loop.resume(resume)
-    log.info("pretraining %s (%.2fM params) on %d clips, %d steps/epoch, batch %d x %d, lr %.3g",
-             params.model.scale, sum(p.numel() for p in module.parameters()) / 1e6,
+    log.info("pretraining %s %s (%.2fM params) on %d clips, %d steps/epoch, batch %d x %d, "
+             "lr %.3g", params.model.scale, cfg.modality,
+             sum(p.numel() for p in module.parameters()) / 1e6,
              len(dataset), steps_per_epoch, batch, info.world_size, peak)
 
     def step(batch: dict[str, Any], epoch: int) -> dict[str, torch.Tensor]:
         masks = {k: v.to(info.device) for k, v in
                  sample_masks(params, epoch, batch["index"]).items()}
-        video, audio = batch["video"].to(info.device), batch["audio"].to(info.device)
+        video, audio = model_inputs(module, batch, info.device)
         out = model(video, audio, masks["encoder_mask_video"], masks["encoder_mask_audio"],
                     masks["decoder_mask_video"], masks["decoder_mask_audio"])
         losses = pretraining_losses(
@@ -157,11 +161,20 @@ def pretrain(params: Params, resume: str = "auto") -> Path:
     elapsed = time.perf_counter() - started
     if is_main_process():
         export_weights(encoder_state(module), PRETRAIN_ENCODER,
-                       metadata={"scale": params.model.scale, "kind": "avfmae-pretrain"})
+                       metadata={"scale": params.model.scale, "kind": "avfmae-pretrain",
+                                 "modality": cfg.modality})
         _write_outputs(params, module, dataset, history, loop.steps, elapsed)
         finish_run(RUN_DIR)
     cleanup_distributed()
     return Path(PRETRAIN_ENCODER)
+
+
+def model_inputs(module: AVFPretrain, batch: dict[str, Any],
+                 device: torch.device) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(video, audio) of a batch on ``device``; None for a modality the model does not encode
+    (the clip store always holds both)."""
+    return tuple(batch[name].to(device) if module.has(name) else None
+                 for name in ("video", "audio"))
 
 
 def encoder_state(module: AVFPretrain) -> dict[str, torch.Tensor]:

@@ -8,6 +8,7 @@ positions the encoder did not see and the decoder was not asked to reconstruct.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,7 +16,7 @@ import torch
 from avfmae.config import Params
 from avfmae.data.clips import ClipDataset
 from avfmae.io import pyplot, save_figure
-from avfmae.models import AVFPretrain
+from avfmae.models import AVFPretrain, PretrainOutput
 from avfmae.train.losses import IMAGENET_MEAN, IMAGENET_STD
 
 GREY = 0.5
@@ -95,7 +96,8 @@ def _audio_denormalise(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def save_reconstructions(params: Params, model: AVFPretrain, dataset: ClipDataset,
                          out_dir: Path, n_clips: int = 2) -> list[Path]:
-    """``recon_video.png`` and ``recon_audio.png`` for the first ``n_clips`` pool clips."""
+    """``recon_video.png`` and ``recon_audio.png`` for the first ``n_clips`` pool clips (only
+    the modality a one-modality model reconstructs)."""
     from avfmae.train.pretrain import sample_masks
 
     plt = pyplot()
@@ -108,11 +110,23 @@ def save_reconstructions(params: Params, model: AVFPretrain, dataset: ClipDatase
     video = torch.stack([it["video"] for it in items])
     audio = torch.stack([it["audio"] for it in items])
     masks = sample_masks(params, 0, torch.tensor([it["index"] for it in items]))
-    out = model(video.to(device), audio.to(device), masks["encoder_mask_video"].to(device),
+    out = model(video.to(device) if model.has("video") else None,
+                audio.to(device) if model.has("audio") else None,
+                masks["encoder_mask_video"].to(device),
                 masks["encoder_mask_audio"].to(device), masks["decoder_mask_video"].to(device),
                 masks["decoder_mask_audio"].to(device))
     model.train(was_training)
 
+    written = []
+    if out.video_recon is not None:
+        written.append(_video_figure(plt, items, video, out, masks, out_dir))
+    if out.audio_recon is not None:
+        written.append(_audio_figure(plt, items, audio, out, masks, out_dir))
+    return written
+
+
+def _video_figure(plt: Any, items: list[dict], video: torch.Tensor, out: PretrainOutput,
+                  masks: dict[str, torch.Tensor], out_dir: Path) -> Path:
     frames = [0, 5, 10, 15]
     fig, axes = plt.subplots(3 * len(items), len(frames), figsize=(2 * len(frames),
                                                                     6 * len(items)))
@@ -127,8 +141,11 @@ def save_reconstructions(params: Params, model: AVFPretrain, dataset: ClipDatase
                 ax.imshow(panel[:, t].permute(1, 2, 0).numpy())
                 ax.set_axis_off()
                 ax.set_title(f"{items[b]['clip_id']} {name} t={t}", fontsize=6)
-    video_png = save_figure(fig, out_dir / "recon_video.png", dpi=80)
+    return save_figure(fig, out_dir / "recon_video.png", dpi=80)
 
+
+def _audio_figure(plt: Any, items: list[dict], audio: torch.Tensor, out: PretrainOutput,
+                  masks: dict[str, torch.Tensor], out_dir: Path) -> Path:
     fig, axes = plt.subplots(len(items), 3, figsize=(9, 3 * len(items)), squeeze=False)
     for b in range(len(items)):
         decoded = torch.zeros(masks["encoder_mask_audio"].shape[1], dtype=torch.bool)
@@ -141,5 +158,4 @@ def save_reconstructions(params: Params, model: AVFPretrain, dataset: ClipDatase
             ax.set_title(f"{items[b]['clip_id']} {name}", fontsize=7)
             ax.set_xlabel("frame (10 ms)")
             ax.set_ylabel("mel bin")
-    audio_png = save_figure(fig, out_dir / "recon_audio.png", dpi=80)
-    return [video_png, audio_png]
+    return save_figure(fig, out_dir / "recon_audio.png", dpi=80)
