@@ -25,12 +25,13 @@ NAME = re.compile(r"^\d{2}-\d{2}-(\d{2})-\d{2}-\d{2}-\d{2}-(\d{2,})$")
 def parse(root: Path, spec: DatasetSpec) -> ParseResult:
     meta_file = root / "synthetic.json"
     if not meta_file.is_file():
-        raise DatasetError(f"{meta_file} missing: run `avfmae download synthetic`")
+        raise DatasetError(f"{meta_file} missing: run `avfmae download {spec.name}`")
     meta = json.loads(meta_file.read_text())
     classes = sorted(meta.get("classes", []), key=lambda c: int(c["code"]))
-    labels = {int(c["code"]): class_label(c, spec) for c in classes}
-    if not set(labels.values()) <= set(spec.labels) or (
-            spec.option("label_from") is None and tuple(labels.values()) != spec.labels):
+    labels = {int(c["code"]): class_label(c, spec) if spec.labels else None for c in classes}
+    derived = spec.option("label_from") is not None
+    if spec.labels and (not set(labels.values()) <= set(spec.labels) if derived
+                        else tuple(labels.values()) != spec.labels):
         raise DatasetError(
             f"{meta_file}: classes {[c['name'] for c in classes]} do not give the registry's "
             f"labels {spec.labels}; regenerate the dataset (`avfmae download {spec.name}`) or "
