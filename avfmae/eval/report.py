@@ -79,9 +79,13 @@ def _markdown_table(table: pd.DataFrame, stats: dict[str, dict[str, float]] | No
     return "\n".join(lines)
 
 
-def fold_predictions(params: Params, dataset: str) -> list[pd.DataFrame]:
-    """The per-clip ``actual``/``predicted`` label names that evaluate wrote, one frame a fold."""
-    return [pd.read_csv(p) for fold in params.data.folds
+def fold_predictions(params: Params, dataset: str,
+                     regression: bool = False) -> list[pd.DataFrame]:
+    """The per-clip ``actual``/``predicted`` label names (values per ``dimension`` for
+    regression) that evaluate wrote, one frame a fold."""
+    # label names stay text even when they look like numbers (levels "1".."5")
+    dtype = {"clip_id": str, "dimension": str} if regression else str
+    return [pd.read_csv(p, dtype=dtype) for fold in params.data.folds
             if (p := Path(f"plots/evaluate/{dataset}/fold{fold}.csv")).is_file()]
 
 
@@ -210,12 +214,17 @@ def _dataset_section(params: Params, ds: str, summary: dict[str, Any]) -> list[s
     first = _read_json(Path(f"metrics/{ds}/fold{params.data.folds[0]}/test.json"))
     labels = first.get("labels", [])
     regression = "confusion_matrix" not in first and first.get("task") == "DEA"
+    if regression:  # the per-dimension figures get a table of their own below
+        per_dim = [f"{m}_{d}" for d in labels for m in (*REGRESSION_METRICS, "rmse")]
+        test, last = test.drop(columns=per_dim), last.drop(columns=per_dim)
+        stats = mean_std(test)
+        summary[ds]["test"], summary[ds]["test_last_epoch"] = stats, mean_std(last)
     sections = [f"## {ds}", "", "### Test (selected on validation)", "",
                 _markdown_table(test, stats), "",
                 "### Test at the last epoch", "", _markdown_table(last, mean_std(last)), "",
                 "### Validation score by fine-tuning stage", "",
                 _markdown_table(stages, mean_std(stages)), ""]
-    predictions = fold_predictions(params, ds)
+    predictions = fold_predictions(params, ds, regression)
     figures = [_curves_figure(params, ds)]
     if regression:
         dims = dimension_table(params, ds, labels)
@@ -243,7 +252,9 @@ def report(params: Params) -> Path:
     sections = ["# avfmae results", "",
                 f"Folds {params.data.folds}; fine-tuning stages {params.finetune.stages}; "
                 f"scale `{params.model.scale}`; init `{params.finetune.init}`; "
-                f"modality `{params.finetune.modality}`.",
+                f"modality `{params.finetune.modality}`; s1 pools each target with the other "
+                f"enabled datasets of its family and {params.data.s1_pool or 'no other'} "
+                "(one head per dataset).",
                 "Test figures come from the model selected on the validation split carved from "
                 "each training fold; the test split is evaluated once. Last-epoch test figures "
                 "are listed separately.", ""]
