@@ -15,8 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline_repo import BIN, copy_checkout, git, run, set_params
-from pipeline_repo import MICRO_PARAMS
+from pipeline_repo import BIN, MICRO_PARAMS, copy_checkout, git, run, set_params
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
