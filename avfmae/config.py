@@ -94,6 +94,9 @@ class DataConfig:
 
     datasets: list[str] = knob(["synthetic"], help="enabled labeled datasets (registry names)")
     pretrain_pool: list[str] = knob(["synthetic"], help="datasets whose clips feed pretraining")
+    s1_pool: list[str] = knob(
+        ["synthetic4"], help="labeled datasets whose training parts join s1 of each target of their family, "
+                 "without being fine-tuned or evaluated themselves")
     root: str = knob("data", help="root of raw/ interim/ processed/")
     licensed_root: str = knob(
         "data/licensed", help="where user-placed copies of license-gated datasets live"
@@ -456,7 +459,7 @@ def _check_across_keys(params: Params) -> None:
     validate_ratios(params.pretrain)
     _check_model(params.model)
     known = registry.names()
-    for key in ("datasets", "pretrain_pool"):
+    for key in ("datasets", "pretrain_pool", "s1_pool"):
         for i, name in enumerate(getattr(params.data, key)):
             if name not in known:
                 raise ConfigError(f"data.{key}[{i}]: unknown dataset {name!r}; registry names "
@@ -473,10 +476,11 @@ def _check_across_keys(params: Params) -> None:
         twice = [v for i, v in enumerate(values) if v in values[:i]]
         if twice:
             raise ConfigError(f"{key}: {twice[0]!r} is listed twice")
-    for i, name in enumerate(params.data.datasets):
+    for key, i, name in [*(("datasets", i, n) for i, n in enumerate(params.data.datasets)),
+                         *(("s1_pool", i, n) for i, n in enumerate(params.data.s1_pool))]:
         spec = registry.get(name)
         if spec.is_pool:
-            raise ConfigError(f"data.datasets[{i}]: {name!r} is an unlabeled pretraining pool; "
+            raise ConfigError(f"data.{key}[{i}]: {name!r} is an unlabeled pretraining pool; "
                               "list it under data.pretrain_pool")
         n = spec.protocol.n_folds
         bad = [k for k in params.data.folds if k < 1 or (n is not None and k > n)]

@@ -70,7 +70,8 @@ def _finetune_stage(name: str) -> Stage:
                 "finetune.mix_audio", "finetune.regression_loss", "finetune.head_init_scale",
                 "finetune.amp", "finetune.seed", f"finetune.{name}",
                 # model selection predicts the validation split with the test-time protocol
-                "eval.num_windows", "eval.batch_size"),
+                "eval.num_windows", "eval.batch_size",
+                *(("data.s1_pool",) if name == "s1" else ())),
         threads=2, mem_mb=16000, runtime_min=600, gpu=1,
     )
 
@@ -167,7 +168,8 @@ def enabled_stages(params: Params) -> list[Stage]:
 
 def datasets_to_prepare(params: Params) -> list[str]:
     """Every dataset that is downloaded, indexed and preprocessed: labeled ones and pools."""
-    return list(dict.fromkeys([*params.data.datasets, *params.data.pretrain_pool]))
+    return list(dict.fromkeys([*params.data.datasets, *params.data.s1_pool,
+                               *params.data.pretrain_pool]))
 
 
 def stage_inputs(name: str, params: Params, wildcards: dict[str, str]) -> dict[str, Any]:
@@ -189,9 +191,10 @@ def stage_inputs(name: str, params: Params, wildcards: dict[str, str]) -> dict[s
         }
     deps: dict[str, Any] = {role: path.format(**wildcards) for role, path in s.deps.items()}
     if name == "finetune_s1":
-        # s1 pools every enabled dataset of the family (the target is one of them)
-        deps = {"clips": [f"data/processed/{ds}" for ds in params.data.datasets],
-                "splits": [f"data/interim/{ds}" for ds in params.data.datasets]}
+        # s1 pools every enabled and s1_pool dataset of the family (the target is one of them)
+        pooled = list(dict.fromkeys([*params.data.datasets, *params.data.s1_pool]))
+        deps = {"clips": [f"data/processed/{ds}" for ds in pooled],
+                "splits": [f"data/interim/{ds}" for ds in pooled]}
     if name.startswith("finetune_"):
         init = _previous_model(name.removeprefix("finetune_"), params)
         if init:

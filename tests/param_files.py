@@ -9,6 +9,7 @@ import yaml
 # Small enough for a 2-core CI machine, big enough that every stage does real work.
 MICRO = {
     "data.folds": [1],
+    "data.s1_pool": [],  # the pooled-s1 chain has its own e2e test (test_task_families.py)
     "data.synthetic.n_speakers": 6,
     "data.synthetic.n_pool_speakers": 2,
     "data.synthetic.clips_per_class": 1,

@@ -14,13 +14,15 @@ from avfmae.data.registry import DatasetError
 
 EXPECTED = ["mafw11", "mafw43", "dfew", "mer2023", "mer2024", "cremad6", "cremad4", "msp_improv",
             "ravdess", "iemocap", "avcaffe", "werewolf_xl", "samm", "casme2", "smic", "casme3",
-            "mmew", "voxceleb2", "avspeech", "folder", "synthetic"]
+            "mmew", "voxceleb2", "avspeech", "folder", "synthetic", "synthetic4", "synthetic_va",
+            "synthetic_valence5", "synthetic_me"]
 
 
 def test_registry_names():
     assert registry.names() == EXPECTED
     assert registry.pool_names() == ["voxceleb2", "avspeech", "folder"]
-    assert len([n for n in registry.labeled_names() if n != "synthetic"]) == 17  # SPEC §8.3
+    assert len([n for n in registry.labeled_names()
+                if not n.startswith("synthetic")]) == 17  # SPEC §8.3
 
 
 @pytest.mark.parametrize("name", EXPECTED)
@@ -38,13 +40,14 @@ def test_each_entry_is_complete(name):
         assert s.protocol.kind == "none" and not s.labels and not s.metrics
         return
     assert s.metrics and s.protocol.description
-    if s.family == "DEA":
-        assert s.targets and not s.labels
+    if s.family == "DEA":  # regression, or levels of the targets classified
+        assert s.targets and (not s.labels or s.levelled)
     else:
         assert s.num_classes >= 2
         assert len(set(s.labels)) == len(s.labels)
     if s.family == "MER":
-        assert s.protocol.kind == "loso" and not s.has_audio and "uf1" in s.metrics
+        assert s.protocol.kind == "loso" and "uf1" in s.metrics
+        assert not s.has_audio or src.kind == "generated"  # the synthetic voice still plays
     if s.protocol.kind in ("subject_blocks", "groups", "official"):
         assert s.protocol.n_folds
 
@@ -63,6 +66,15 @@ def test_protocols_of_the_paper():
     assert g("mer2024").labels == ("worried", "happy", "neutral", "angry", "surprise", "sad")
     assert g("synthetic").protocol.n_folds == 3 and g("synthetic").targets == ("valence",
                                                                                 "arousal")
+
+
+def test_synthetic_variants_cover_every_task_family():
+    g = registry.get
+    assert g("synthetic4").family == "CEA" and set(g("synthetic4").labels) < set(
+        g("synthetic").labels)
+    assert g("synthetic_va").family == "DEA" and not g("synthetic_va").levelled
+    assert g("synthetic_valence5").levelled and g("synthetic_valence5").num_classes == 5
+    assert g("synthetic_me").family == "MER" and g("synthetic_me").protocol.kind == "loso"
 
 
 def test_synthetic_labels_follow_the_generator_class_table():
@@ -94,3 +106,25 @@ def test_describe_all_lists_every_entry():
     for name in EXPECTED:
         assert f"\n{name}: " in f"\n{text}"
     assert "obtain: sign the MAFW End User License Agreement" in text
+
+
+def test_synthetic_variant_labels_and_plans():
+    from avfmae.config import SyntheticConfig
+    from avfmae.data.parsers.synthetic import class_label
+    from avfmae.data.synthetic import class_table
+    from avfmae.data.synthetic.dataset import manifest
+    from avfmae.data.synthetic.variants import VARIANTS, variant_config
+
+    cfg = SyntheticConfig(n_speakers=6)
+    four = variant_config(cfg, "synthetic4")
+    assert (four.n_speakers, four.n_pool_speakers) == (3, 0) and four.seed != cfg.seed
+    names = [c["name"] for c in manifest(four, VARIANTS["synthetic4"].codes)["classes"]]
+    assert tuple(names) == registry.get("synthetic4").labels
+    table = {c["name"]: c for c in class_table()}
+    levels = registry.get("synthetic_valence5")
+    # valence 0.8 (happy) is in the top fifth of [-1, 1], -0.7 (sad) in the bottom one
+    assert class_label(table["happy"], levels) == "5" and class_label(table["sad"], levels) == "1"
+    assert class_label(table["neutral"], levels) == "3"
+    me = registry.get("synthetic_me")
+    assert [class_label(table[n], me) for n in ("calm", "angry", "surprised")] == [
+        "positive", "negative", "neutral"]

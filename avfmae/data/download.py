@@ -619,11 +619,11 @@ def _listed_checksum_failures(root: Path) -> list[str]:
 def _generate(ds: str, params: Params) -> Path:
     """The generator writes atomically itself, keeps a complete folder of the same config as is
     and resumes an interrupted run, so it writes straight to the raw folder."""
-    from avfmae.data.synthetic import generate
+    from avfmae.data.synthetic.variants import generate_variant
 
     out = registry.raw_dir(ds, params)
     out.parent.mkdir(parents=True, exist_ok=True)
-    produced = Path(generate(params.data.synthetic, out))
+    produced = Path(generate_variant(ds, params.data.synthetic, out))
     if produced.resolve() != out.resolve():
         raise DatasetError(f"the synthetic generator wrote to {produced}, expected {out}")
     return out

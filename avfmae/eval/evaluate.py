@@ -37,27 +37,36 @@ from avfmae.train.distributed import (
 
 log = logging.getLogger(__name__)
 
-SELECTION_METRIC = {"CEA": "uar", "MER": "macro_f1", "DEA": "ccc"}
+# the validation metric each kind of task selects its epoch on: the protocols' table metric
+# (weighted F1 for levelled dimensions, UF1 for micro-expressions)
+SELECTION_METRIC = {"CEA": "uar", "MER": "macro_f1", "DEA": "ccc", "DEA-levels": "weighted_f1"}
 
 
 @dataclass(frozen=True)
 class Task:
-    """What a dataset asks of the model: family, output size, label or target names."""
+    """What a dataset asks of the model: family, output size, label or target names.
+
+    ``regression``: continuous targets (``names`` = target dimensions); otherwise classes
+    (``names`` = label names; for a levelled dimensional dataset the level names).
+    """
 
     dataset: str
     family: str
     names: tuple[str, ...]
+    regression: bool = False
 
     @property
     def outputs(self) -> int:
         return len(self.names)
 
     @property
-    def regression(self) -> bool:
-        return self.family == "DEA"
+    def target_columns(self) -> tuple[str, ...]:
+        return tuple(f"t_{n}" for n in self.names) if self.regression else ()
 
     @property
     def selection_metric(self) -> str:
+        if self.family == "DEA" and not self.regression:
+            return SELECTION_METRIC["DEA-levels"]
         return SELECTION_METRIC[self.family]
 
 
@@ -68,7 +77,8 @@ def task_of(params: Params, dataset: str) -> Task:
     spec = registry.get(dataset)
     if spec.is_pool:
         raise UserError(f"{dataset} is an unlabeled pretraining pool: nothing to evaluate")
-    names = spec.targets if spec.is_dimensional else spec.labels
+    regression = spec.is_dimensional and not spec.levelled
+    names = spec.targets if regression else spec.labels
     if not names:
         index_json = Path(params.data.root) / "interim" / dataset / "index.json"
         if not index_json.is_file():
@@ -76,7 +86,7 @@ def task_of(params: Params, dataset: str) -> Task:
         names = json.loads(index_json.read_text())["labels"]
     if not names:
         raise UserError(f"{dataset}: neither the registry nor {dataset}'s index lists label names")
-    return Task(dataset, spec.family, tuple(names))
+    return Task(dataset, spec.family, tuple(names), regression)
 
 
 def split_rows(params: Params, dataset: str, fold: int, part: str) -> pd.DataFrame:
@@ -94,8 +104,8 @@ def split_rows(params: Params, dataset: str, fold: int, part: str) -> pd.DataFra
 
 def eval_dataset(params: Params, rows: pd.DataFrame, task: Task) -> ClipDataset:
     """Deterministic views of ``rows`` (no augmentation, fixed windows)."""
-    targets = [f"t_{n}" for n in task.names] if task.regression else ()
-    return ClipDataset(rows, "eval", num_windows=params.eval.num_windows, targets=targets)
+    return ClipDataset(rows, "eval", num_windows=params.eval.num_windows,
+                       targets=task.target_columns)
 
 
 @torch.no_grad()

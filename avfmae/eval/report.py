@@ -1,6 +1,7 @@
 """The report stage: per-dataset fold tables (mean ± std), for micro-expression datasets the
-figures pooled over the leave-one-subject-out folds, a cross-dataset summary, the s1 → s2 → s3
-comparison on validation, confusion matrices and training curves.
+figures pooled over the leave-one-subject-out folds, for dimensional regression a table per
+dimension and predicted-vs-true scatter plots, a cross-dataset summary, the s1 → s2 → s3
+comparison on validation, confusion matrices (classification only) and training curves.
 
 Reads only what the evaluate and fine-tune stages wrote (``metrics/<ds>/fold<k>/test.json``,
 ``metrics/<ds>/fold<k>/<stage>.json``, ``plots/evaluate/<ds>/fold<k>.csv``,
@@ -78,9 +79,13 @@ def _markdown_table(table: pd.DataFrame, stats: dict[str, dict[str, float]] | No
     return "\n".join(lines)
 
 
-def fold_predictions(params: Params, dataset: str) -> list[pd.DataFrame]:
-    """The per-clip ``actual``/``predicted`` label names that evaluate wrote, one frame a fold."""
-    return [pd.read_csv(p) for fold in params.data.folds
+def fold_predictions(params: Params, dataset: str,
+                     regression: bool = False) -> list[pd.DataFrame]:
+    """The per-clip ``actual``/``predicted`` label names (values per ``dimension`` for
+    regression) that evaluate wrote, one frame a fold."""
+    # label names stay text even when they look like numbers (levels "1".."5")
+    dtype = {"clip_id": str, "dimension": str} if regression else str
+    return [pd.read_csv(p, dtype=dtype) for fold in params.data.folds
             if (p := Path(f"plots/evaluate/{dataset}/fold{fold}.csv")).is_file()]
 
 
@@ -94,6 +99,51 @@ def pooled_table(frames: list[pd.DataFrame], labels: list[str]) -> pd.DataFrame:
     table = pd.DataFrame([{k: pooled[k] for k in ("uf1", "uar", "war")}], index=["pooled"])
     table.index.name = "fold"
     return table
+
+
+REGRESSION_METRICS = ("ccc", "pcc", "mse", "mae")
+
+
+def dimension_table(params: Params, dataset: str, dims: list[str]) -> pd.DataFrame:
+    """DEA regression: one row per target dimension, mean ± std over folds of each metric."""
+    test = fold_table(params, dataset, "test")
+    rows = {}
+    for dim in dims:
+        stats = mean_std(test[[f"{m}_{dim}" for m in REGRESSION_METRICS]])
+        rows[dim] = {m: f"{stats[f'{m}_{dim}']['mean']:.4f} ± {stats[f'{m}_{dim}']['std']:.4f}"
+                     for m in REGRESSION_METRICS}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "dimension"
+    return table
+
+
+def _dimension_markdown(table: pd.DataFrame) -> str:
+    cols = list(table.columns)
+    lines = ["| dimension | " + " | ".join(f"{c} (mean ± std)" for c in cols) + " |",
+             "|---" * (len(cols) + 1) + "|"]
+    lines += [f"| {dim} | " + " | ".join(row[c] for c in cols) + " |"
+              for dim, row in table.iterrows()]
+    return "\n".join(lines)
+
+
+def _scatter_figure(dataset: str, frames: list[pd.DataFrame]) -> Path | None:
+    """Predicted against true value of every test clip (all folds), one panel a dimension."""
+    if not frames:
+        return None
+    plt = pyplot()
+    preds = pd.concat(frames)
+    dims = list(dict.fromkeys(preds["dimension"]))
+    fig, axes = plt.subplots(1, len(dims), figsize=(3.6 * len(dims), 3.6), squeeze=False)
+    for ax, dim in zip(axes[0], dims):
+        sub = preds[preds["dimension"] == dim]
+        ax.scatter(sub["actual"], sub["predicted"], s=10, alpha=0.6)
+        lo = float(min(sub["actual"].min(), sub["predicted"].min()))
+        hi = float(max(sub["actual"].max(), sub["predicted"].max()))
+        ax.plot([lo, hi], [lo, hi], color="grey", linewidth=0.8)
+        ax.set_xlabel(f"true {dim}")
+        ax.set_ylabel(f"predicted {dim}")
+    fig.suptitle(f"{dataset}: test predictions, all folds", fontsize=10)
+    return save_figure(fig, FIGURES / f"{dataset}_scatter.png")
 
 
 def _confusion_figure(dataset: str, frames: list[pd.DataFrame],
@@ -153,6 +203,48 @@ def _curves_figure(params: Params, dataset: str) -> Path | None:
     return save_figure(fig, FIGURES / f"{dataset}_curves.png")
 
 
+def _dataset_section(params: Params, ds: str, summary: dict[str, Any]) -> list[str]:
+    """The report lines of one dataset; fills ``summary[ds]``."""
+    test = fold_table(params, ds, "test")
+    last = fold_table(params, ds, "test_last_epoch")
+    stages = stage_comparison(params, ds)
+    stats = mean_std(test)
+    summary[ds] = {"test": stats, "test_last_epoch": mean_std(last),
+                   "val_by_stage": mean_std(stages)}
+    first = _read_json(Path(f"metrics/{ds}/fold{params.data.folds[0]}/test.json"))
+    labels = first.get("labels", [])
+    regression = "confusion_matrix" not in first and first.get("task") == "DEA"
+    if regression:  # the per-dimension figures get a table of their own below
+        per_dim = [f"{m}_{d}" for d in labels for m in (*REGRESSION_METRICS, "rmse")]
+        test, last = test.drop(columns=per_dim), last.drop(columns=per_dim)
+        stats = mean_std(test)
+        summary[ds]["test"], summary[ds]["test_last_epoch"] = stats, mean_std(last)
+    sections = [f"## {ds}", "", "### Test (selected on validation)", "",
+                _markdown_table(test, stats), "",
+                "### Test at the last epoch", "", _markdown_table(last, mean_std(last)), "",
+                "### Validation score by fine-tuning stage", "",
+                _markdown_table(stages, mean_std(stages)), ""]
+    predictions = fold_predictions(params, ds, regression)
+    figures = [_curves_figure(params, ds)]
+    if regression:
+        dims = dimension_table(params, ds, labels)
+        summary[ds]["test_by_dimension"] = dims.to_dict(orient="index")
+        sections += [f"### Test per dimension, folds {params.data.folds}", "",
+                     _dimension_markdown(dims), ""]
+        figures.insert(0, _scatter_figure(ds, predictions))
+    else:
+        figures.insert(0, _confusion_figure(ds, predictions, labels))
+    if registry.get(ds).family == "MER":
+        pooled = pooled_table(predictions, labels)
+        summary[ds]["test_pooled"] = {c: float(pooled[c].iloc[0]) for c in pooled.columns}
+        sections += [f"### Test pooled over folds {params.data.folds} (MER protocol)", "",
+                     _markdown_table(pooled, None), ""]
+    for fig in figures:
+        if fig is not None:
+            sections += [f"![{fig.stem}](../{fig.as_posix()})", ""]
+    return sections
+
+
 def report(params: Params) -> Path:
     """Write the report, the summary metrics and the figures; returns the report path."""
     FIGURES.mkdir(parents=True, exist_ok=True)
@@ -160,33 +252,21 @@ def report(params: Params) -> Path:
     sections = ["# avfmae results", "",
                 f"Folds {params.data.folds}; fine-tuning stages {params.finetune.stages}; "
                 f"scale `{params.model.scale}`; init `{params.finetune.init}`; "
-                f"modality `{params.finetune.modality}`.",
+                f"modality `{params.finetune.modality}`; s1 pools each target with the other "
+                f"enabled datasets of its family and {params.data.s1_pool or 'no other'} "
+                "(one head per dataset).",
                 "Test figures come from the model selected on the validation split carved from "
                 "each training fold; the test split is evaluated once. Last-epoch test figures "
                 "are listed separately.", ""]
     for ds in params.data.datasets:
-        test = fold_table(params, ds, "test")
-        last = fold_table(params, ds, "test_last_epoch")
-        stages = stage_comparison(params, ds)
-        stats = mean_std(test)
-        summary[ds] = {"test": stats, "test_last_epoch": mean_std(last),
-                       "val_by_stage": mean_std(stages)}
-        labels = _read_json(Path(f"metrics/{ds}/fold{params.data.folds[0]}/test.json")).get(
-            "labels", [])
-        sections += [f"## {ds}", "", "### Test (selected on validation)", "",
-                     _markdown_table(test, stats), "",
-                     "### Test at the last epoch", "", _markdown_table(last, mean_std(last)), "",
-                     "### Validation score by fine-tuning stage", "",
-                     _markdown_table(stages, mean_std(stages)), ""]
-        predictions = fold_predictions(params, ds)
-        if registry.get(ds).family == "MER":
-            pooled = pooled_table(predictions, labels)
-            summary[ds]["test_pooled"] = {c: float(pooled[c].iloc[0]) for c in pooled.columns}
-            sections += [f"### Test pooled over folds {params.data.folds} (MER protocol)", "",
-                         _markdown_table(pooled, None), ""]
-        for fig in (_confusion_figure(ds, predictions, labels), _curves_figure(params, ds)):
-            if fig is not None:
-                sections += [f"![{fig.stem}](../{fig.as_posix()})", ""]
+        try:
+            sections += _dataset_section(params, ds, summary)
+        except UserError:
+            raise
+        except (KeyError, ValueError, TypeError, IndexError) as err:
+            raise UserError(f"report: the results of {ds} do not have the expected shape "
+                            f"({type(err).__name__}: {err}); rerun `avfmae evaluate` for its "
+                            "folds with this version") from None
     if len(params.data.datasets) > 1:
         sections += ["## Summary across datasets", "", "| dataset | metric | mean ± std |",
                      "|---|---|---|"]

@@ -145,25 +145,69 @@ def load_init_checkpoint(model: AVFClassifier, path: Path) -> str:
     return f"checkpoint {path} ({len(report.loaded)} tensors)"
 
 
+def pooled_datasets(params: Params, dataset: str, stage: str) -> list[str]:
+    """The datasets whose training parts a stage trains on: the target alone, or for s1 every
+    enabled or ``data.s1_pool`` dataset of the target's family (the target first)."""
+    if stage != "s1":
+        return [dataset]
+    family = registry.get(dataset).family
+    candidates = [dataset, *params.data.datasets, *params.data.s1_pool]
+    return [d for d in dict.fromkeys(candidates) if registry.get(d).family == family]
+
+
+def media_identity(rows: pd.DataFrame) -> pd.Series:
+    """What identifies each clip's source media across datasets: its resolved source path and,
+    where the file is readable, its size and the hash of its first 64 KiB (two datasets may hold
+    copies of the same media under different paths)."""
+    column = rows["src_video"] if "src_video" in rows else rows["video"]
+    keys = []
+    for path in column.astype(str):
+        resolved = Path(path).resolve()
+        keys.append({f"path:{resolved}", *_content_key(resolved)})
+    return pd.Series(keys, index=rows.index, dtype=object)
+
+
+def _content_key(path: Path) -> list[str]:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+        return [f"content:{path.stat().st_size}:{hashlib.sha256(head).hexdigest()[:20]}"]
+    except OSError:  # media not on this machine: the path alone identifies it
+        return []
+
+
 def training_rows(params: Params, dataset: str, fold: int, stage: str) -> pd.DataFrame:
     """The rows a stage trains on: the target's training part, or for s1 the pooled training
-    parts of every enabled dataset of the target's family. Clip ids get a dataset prefix."""
-    family = registry.get(dataset).family
-    pooled = [d for d in params.data.datasets if registry.get(d).family == family] \
-        if stage == "s1" else [dataset]
+    parts of :func:`pooled_datasets`, with a ``dataset`` column.
+
+    No row may show media of the target fold's validation or test split, whichever dataset
+    brought it: rows of other datasets that do (datasets sharing media, e.g. MAFW's 11- and
+    43-class sets) are left out, and such a row of the target itself is an error.
+    """
     frames = []
-    for ds in pooled:
+    for ds in pooled_datasets(params, dataset, stage):
         rows = split_rows(params, ds, fold, "train").copy()
         rows["dataset"] = ds
         frames.append(rows)
     rows = pd.concat(frames, ignore_index=True)
     held_out = pd.concat([split_rows(params, dataset, fold, part) for part in ("val", "test")])
-    leaked = set(zip(rows["dataset"], rows["clip_id"])) & {
-        (dataset, c) for c in held_out["clip_id"]}
-    if leaked:
+    forbidden = set().union(*media_identity(held_out))
+    leaked = media_identity(rows).map(lambda keys: bool(keys & forbidden))
+    own = leaked & (rows["dataset"] == dataset)
+    if own.any():
         raise RuntimeError(f"{stage} training data of {dataset} fold {fold} contains "
-                           f"{len(leaked)} held-out clip(s), e.g. {sorted(leaked)[:3]}")
-    return rows
+                           f"{int(own.sum())} held-out clip(s), e.g. "
+                           f"{sorted(rows.loc[own, 'clip_id'])[:3]}")
+    if leaked.any():
+        log.warning("%s %s fold %d: left out %d clip(s) of %s that share media with the "
+                    "target's validation or test split", stage, dataset, fold,
+                    int(leaked.sum()), ", ".join(sorted(set(rows.loc[leaked, "dataset"]))))
+    return rows[~leaked].reset_index(drop=True)
+
+
+def regression_columns(tasks: dict[str, Task]) -> list[str]:
+    """The target columns of every regression task, in first-seen order (one batch tensor)."""
+    return list(dict.fromkeys(c for t in tasks.values() for c in t.target_columns))
 
 
 def run_settings(params: Params, dataset: str, fold: int, stage: str) -> dict[str, Any]:
@@ -186,7 +230,7 @@ def stage_reads(params: Params, dataset: str, fold: int, stage: str) -> list[Pat
     else:
         start = init_checkpoint(params)
         init = [Path(start)] if start else []
-    datasets = dict.fromkeys([*params.data.datasets, dataset]) if stage == "s1" else [dataset]
+    datasets = pooled_datasets(params, dataset, stage)
     root = Path(params.data.root)
     return [*init, *(root / part / ds for ds in datasets for part in ("processed", "interim"))]
 
@@ -212,6 +256,10 @@ class Objective:
 
     def __init__(self, params: Params, cfg: StageConfig, tasks: dict[str, Task], rank: int):
         self.params, self.cfg, self.tasks, self.rank = params, cfg, tasks, rank
+        columns = regression_columns(tasks)
+        # each regression head is trained on its own dataset's target columns of the batch
+        self.columns = {name: [columns.index(c) for c in t.target_columns]
+                        for name, t in tasks.items()}
 
     def __call__(self, model: nn.Module, batch: dict[str, Any], epoch: int,
                  device: torch.device) -> torch.Tensor:
@@ -235,7 +283,8 @@ class Objective:
                 total = total + 0.0 * out.sum()
                 continue
             if task.regression:
-                loss = regression_loss(out[sel], batch["target"][rows[name]].to(device).float(),
+                target = batch["target"][rows[name]][:, self.columns[name]]
+                loss = regression_loss(out[sel], target.to(device).float(),
                                        kind=self.params.finetune.regression_loss)
             else:
                 loss = soft_target_cross_entropy(out[sel], soft[name].to(device))
@@ -268,10 +317,12 @@ def finetune(params: Params, stage: str, dataset: str, fold: int, resume: str = 
     target = task_of(params, dataset)
     rows = training_rows(params, dataset, fold, stage)
     tasks = {ds: task_of(params, ds) for ds in dict.fromkeys(rows["dataset"])}
+    columns = regression_columns(tasks)
+    for column in columns:  # rows of datasets without this target never reach its head
+        rows[column] = rows[column].fillna(0.0) if column in rows else 0.0
     train_set = ClipDataset(rows, "train", seed=params.finetune.seed,
                             rand_augment=cfg.rand_augment, reprob=cfg.reprob,
-                            min_crop_area=cfg.min_crop_area,
-                            targets=[f"t_{n}" for n in target.names] if target.regression else ())
+                            min_crop_area=cfg.min_crop_area, targets=columns)
     val_set = eval_dataset(params, split_rows(params, dataset, fold, "val"), target)
 
     module = build_classifier(params, {ds: t.outputs for ds, t in tasks.items()},

@@ -2,8 +2,11 @@
 ``<labeled|pool>/Actor_XX/01-01-EE-01-SS-RR-XX.mp4`` (emotion code EE; 00 = unlabeled pool) and
 ``synthetic.json`` with the class table (``classes``: code, name, valence, arousal, ...).
 
-A labeled clip's label is its class's position in code order, its ``t_valence``/``t_arousal``
-the class's values; pool clips are unlabeled. The subject is the actor folder.
+A labeled clip's label is its class name, or for the variants (``synthetic/variants.py``) what
+the registry entry's ``label_from`` option derives from the class: ``face`` (its face pattern,
+renamed by ``face_labels``) or ``level:<dim>`` (the 1-based level of the class's value of ``dim``
+on ``levels`` equal bins of [-1, 1]). Its ``t_<dim>`` targets are the class's values; pool clips
+are unlabeled. The subject is the actor folder.
 """
 
 from __future__ import annotations
@@ -22,14 +25,17 @@ NAME = re.compile(r"^\d{2}-\d{2}-(\d{2})-\d{2}-\d{2}-\d{2}-(\d{2,})$")
 def parse(root: Path, spec: DatasetSpec) -> ParseResult:
     meta_file = root / "synthetic.json"
     if not meta_file.is_file():
-        raise DatasetError(f"{meta_file} missing: run `avfmae download synthetic`")
+        raise DatasetError(f"{meta_file} missing: run `avfmae download {spec.name}`")
     meta = json.loads(meta_file.read_text())
     classes = sorted(meta.get("classes", []), key=lambda c: int(c["code"]))
-    names = tuple(c["name"] for c in classes)
-    if names != spec.labels:
+    labels = {int(c["code"]): class_label(c, spec) if spec.labels else None for c in classes}
+    derived = spec.option("label_from") is not None
+    if spec.labels and (not set(labels.values()) <= set(spec.labels) if derived
+                        else tuple(labels.values()) != spec.labels):
         raise DatasetError(
-            f"synthetic.json classes {names} differ from the registry's {spec.labels}; "
-            "regenerate the dataset (`avfmae download synthetic`) or update the registry"
+            f"{meta_file}: classes {[c['name'] for c in classes]} do not give the registry's "
+            f"labels {spec.labels}; regenerate the dataset (`avfmae download {spec.name}`) or "
+            "update the registry"
         )
     by_code = {int(c["code"]): c for c in classes}
     res = ParseResult([])
@@ -48,7 +54,7 @@ def parse(root: Path, spec: DatasetSpec) -> ParseResult:
                     res.excluded.append((path.name, f"emotion code {code:02d} not in the class table"))
                     continue
                 targets = {t: float(cls[t]) for t in spec.targets}
-                res.clips.append(Clip(cid, video=path, subject=subject, label=cls["name"],
+                res.clips.append(Clip(cid, video=path, subject=subject, label=labels[code],
                                       targets=targets))
             else:
                 res.clips.append(Clip(cid, video=path, subject=subject))
@@ -59,3 +65,18 @@ def parse(root: Path, spec: DatasetSpec) -> ParseResult:
     if not any(c.labeled for c in res.clips):
         raise DatasetError(f"{root}: no labeled synthetic clips under labeled/Actor_*/")
     return res
+
+
+def class_label(cls: dict, spec: DatasetSpec) -> str:
+    """The label a class of ``synthetic.json`` gets in dataset ``spec`` (see the module doc)."""
+    how = str(spec.option("label_from") or "class")
+    if how == "class":
+        return cls["name"]
+    if how == "face":
+        return dict(spec.option("face_labels", ()))[cls["face_pattern"]]
+    if how.startswith("level:"):
+        levels = len(spec.labels)
+        value = float(cls[how.removeprefix("level:")])
+        level = min(levels - 1, int((value + 1.0) / 2.0 * levels))
+        return spec.labels[max(0, level)]
+    raise DatasetError(f"{spec.name}: unknown label_from option {how!r}")

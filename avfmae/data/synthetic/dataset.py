@@ -112,12 +112,24 @@ def _check(cfg: SyntheticConfig) -> None:
                           "repetition number (at most 198)")
 
 
-def plan(cfg: SyntheticConfig) -> list[ClipSpec]:
-    """Every clip of the dataset, labeled first, in a fixed order."""
+def class_indices(codes: Sequence[int] | None) -> list[int]:
+    """Positions in ``CLASSES`` of the emotion ``codes`` (all classes for ``None``)."""
+    if codes is None:
+        return list(range(len(CLASSES)))
+    known = {c.code: i for i, c in enumerate(CLASSES)}
+    unknown = [c for c in codes if c not in known]
+    if unknown:
+        raise ConfigError(f"emotion codes {unknown} are not in the class table {sorted(known)}")
+    return sorted(known[c] for c in codes)
+
+
+def plan(cfg: SyntheticConfig, codes: Sequence[int] | None = None) -> list[ClipSpec]:
+    """Every clip of the dataset, labeled first, in a fixed order; ``codes`` restricts the
+    labeled clips to those emotion codes."""
     _check(cfg)
     specs = []
     for actor in range(1, cfg.n_speakers + 1):
-        for ci in range(len(CLASSES)):
+        for ci in class_indices(codes):
             for k in range(cfg.clips_per_class):
                 specs.append(ClipSpec(actor, ci, True, k % 2 + 1, k // 2 + 1))
     for actor in range(cfg.n_speakers + 1, cfg.n_speakers + cfg.n_pool_speakers + 1):
@@ -175,9 +187,10 @@ def render_clip(cfg: SyntheticConfig, spec: ClipSpec, out: Path) -> Path:
     return Path(out)
 
 
-def manifest(cfg: SyntheticConfig) -> dict:
+def manifest(cfg: SyntheticConfig, codes: Sequence[int] | None = None) -> dict:
     """The content of ``synthetic.json`` (no timestamps: same config → same bytes)."""
-    specs = plan(cfg)
+    specs = plan(cfg, codes)
+    kept = {CLASSES[i].code for i in class_indices(codes)}
     labeled = sorted({s.actor for s in specs if s.labeled})
     pool = sorted({s.actor for s in specs if not s.labeled})
     return {
@@ -195,7 +208,7 @@ def manifest(cfg: SyntheticConfig) -> dict:
             {**row,
              "face": FACE_PATTERNS[row["face_pattern"]].description,
              "voice": VOICE_PATTERNS[row["voice_pattern"]].description}
-            for row in class_table()
+            for row in class_table() if row["code"] in kept
         ],
         "separable_only_by_audio": [list(p) for p in audio_only_pairs()],
         "separable_only_by_video": [list(p) for p in video_only_pairs()],
@@ -234,8 +247,8 @@ def _worker(args: tuple[SyntheticConfig, list[ClipSpec], list[str]]) -> int:
     return len(specs)
 
 
-def generate(cfg: SyntheticConfig, out_dir: Path, workers: int = 0, progress: bool = True
-             ) -> Path:
+def generate(cfg: SyntheticConfig, out_dir: Path, workers: int = 0, progress: bool = True,
+             codes: Sequence[int] | None = None) -> Path:
     """Generate the synthetic dataset into ``out_dir`` and return it.
 
     ``workers``: processes (0 = all cores, 1 = in this process). Deterministic: the same ``cfg``
@@ -243,7 +256,7 @@ def generate(cfg: SyntheticConfig, out_dir: Path, workers: int = 0, progress: bo
     the same config is kept as is; an interrupted run resumes.
     """
     out_dir = Path(out_dir)
-    expected = manifest(cfg)  # validates cfg before any work
+    expected = manifest(cfg, codes)  # validates cfg before any work
     if _is_complete(out_dir, expected):
         return out_dir
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file():
@@ -254,7 +267,7 @@ def generate(cfg: SyntheticConfig, out_dir: Path, workers: int = 0, progress: bo
     partial = out_dir.with_name(f".{out_dir.name}.partial")
     # resume only clips made by this very code and config
     fingerprint = _dump({"version": GENERATOR_VERSION, "config": expected["config"],
-                         "source": _source_hash()})
+                         "classes": expected["classes"], "source": _source_hash()})
     fp_file = partial / _FINGERPRINT
     if partial.exists() and not (fp_file.is_file() and fp_file.read_text() == fingerprint):
         shutil.rmtree(partial)
@@ -263,7 +276,7 @@ def generate(cfg: SyntheticConfig, out_dir: Path, workers: int = 0, progress: bo
     for stale in partial.rglob("*.part"):
         stale.unlink()
 
-    todo = [s for s in plan(cfg) if not (partial / s.relpath).is_file()]
+    todo = [s for s in plan(cfg, codes) if not (partial / s.relpath).is_file()]
     n_workers = workers or len(os.sched_getaffinity(0))
     n_workers = max(1, min(n_workers, len(todo)))
     # batches share one ffmpeg process; small enough to keep every worker busy to the end
