@@ -24,9 +24,10 @@ PACKAGE = "avfmae"
 ROOT = Path(__file__).resolve().parent
 
 
-# Its own code is a dependency, its imports are not: they serve params validation, which runs
-# in the check stage (that stage depends on the whole package).
-NOT_FOLLOWED = ("avfmae.config",)
+# Their own code is a dependency, their imports are not: config's serve params validation, which
+# runs in the check stage (that stage depends on the whole package); the package's __init__
+# exports `predict` lazily, so importing any submodule never loads it.
+NOT_FOLLOWED = ("avfmae.config", "avfmae")
 
 
 def module_files(entries: tuple[str, ...]) -> list[Path]:

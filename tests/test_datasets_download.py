@@ -330,16 +330,16 @@ def test_folder_pool_uses_data_folder_path(workdir):
 
 
 def test_synthetic_download_calls_the_generator(workdir, monkeypatch):
-    import avfmae.data.synthetic as synthetic
+    import avfmae.data.synthetic.variants as variants
 
     calls = []
 
-    def fake_generate(cfg, out_dir, workers=0):
+    def fake_generate(cfg, out_dir, workers=0, codes=None):
         calls.append((cfg, Path(out_dir)))
         fx.build_synthetic(Path(out_dir))
         return Path(out_dir)
 
-    monkeypatch.setattr(synthetic, "generate", fake_generate, raising=False)
+    monkeypatch.setattr(variants, "generate", fake_generate)
     p = params()
     out = download("synthetic", p)
     assert out == Path("data/raw/synthetic") and (out / "synthetic.json").is_file()

@@ -15,6 +15,7 @@ import pytest
 from avfmae.config import DataConfig, Params
 from avfmae.data import download as dl
 from avfmae.data import registry
+from avfmae.data.synthetic.variants import VARIANTS
 from avfmae.data.download import download
 from avfmae.data.index import index, read_manifest, read_splits
 from avfmae.data.registry import DatasetError
@@ -94,14 +95,15 @@ def prepare(ds: str, monkeypatch, p: Params | None = None) -> Indexed:
         with fx.FixtureServer(fx.cremad_remote()) as srv:
             download(ds, dataclasses.replace(p, data=dataclasses.replace(
                 p.data, mirrors={ds: srv.url})))
-    elif ds == "synthetic":
-        import avfmae.data.synthetic as synthetic
+    elif ds in VARIANTS:
+        import avfmae.data.synthetic.variants as variants
 
-        def fake_generate(cfg, out_dir, workers=0):
-            facts.update(fx.build_synthetic(Path(out_dir)))
+        def fake_generate(cfg, out_dir, workers=0, codes=None):
+            facts.update(fx.build_synthetic(Path(out_dir), n_pool=2 if VARIANTS[ds].pool else 0,
+                                            codes=codes))
             return Path(out_dir)
 
-        monkeypatch.setattr(synthetic, "generate", fake_generate, raising=False)
+        monkeypatch.setattr(variants, "generate", fake_generate)
         download(ds, p)
     else:
         folder, build = fx.LICENSED_BUILDERS[ds]
@@ -155,7 +157,7 @@ def test_every_registry_entry_downloads_and_indexes_its_fixture(shared, ds):
         if spec.protocol.subject_independent:
             tr, va, te = (ix.subjects(k, p) for p in ("train", "val", "test"))
             assert not (tr & va) and not (tr & te) and not (va & te)
-    if spec.is_dimensional:
+    if spec.is_dimensional and not spec.levelled:
         assert (m["label"] == -1).all()
         assert np.isfinite(m.loc[m["labeled"], list(spec.target_columns)].to_numpy()).all()
         assert m.loc[~m["labeled"], list(spec.target_columns)].isna().all().all()

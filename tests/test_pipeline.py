@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -110,8 +111,11 @@ def test_code_fingerprint_ignores_docstrings_and_comments(tmp_path):
     assert code_fingerprint([Path("m.py")], repo=tmp_path) != before
 
 
-def test_cached_outputs_are_ignored_by_static_rules(repo_root):
-    # DVC's per-folder .gitignore entries are not restored after some failed runs
+def test_cached_outputs_are_ignored_by_static_rules(repo_root, tmp_path):
+    # DVC's per-folder .gitignore entries are not restored after some failed runs, so the root
+    # file alone must cover every cached output: checked in a repository holding only it.
+    shutil.copy(repo_root / ".gitignore", tmp_path / ".gitignore")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     cached, uncached = [], []
     for body in _dvc_stages(repo_root).values():
         cached += body["outs"]
@@ -119,10 +123,10 @@ def test_cached_outputs_are_ignored_by_static_rules(repo_root):
             uncached += list(entry)
     fill = lambda p: p.replace("${item.ds}", "synthetic").replace("${item.fold}", "1")  # noqa: E731
     res = subprocess.run(["git", "check-ignore", "--no-index", "-v", *map(fill, cached)],
-                         cwd=repo_root, capture_output=True, text=True)
+                         cwd=tmp_path, capture_output=True, text=True)
     ignored = {line.split("\t")[-1] for line in res.stdout.splitlines()
                if line.startswith(".gitignore:")}
     assert ignored == set(map(fill, cached))
     res = subprocess.run(["git", "check-ignore", "--no-index", *map(fill, uncached)],
-                         cwd=repo_root, capture_output=True, text=True)
+                         cwd=tmp_path, capture_output=True, text=True)
     assert res.stdout == ""  # metrics and plots are tracked by git

@@ -20,6 +20,7 @@ from avfmae.models import load_pretrained_encoder
 from avfmae.pipeline import PRETRAIN_ENCODER, snakemake_params
 from avfmae.train.checkpoint import load_weights
 from avfmae.train.finetune import build_classifier, initialise
+from avfmae.train import pretrain as pretrain_module
 from avfmae.train.pretrain import pretrain
 
 
@@ -39,8 +40,10 @@ def _classifier(modality: str):
 
 @pytest.mark.parametrize("modality", ["video", "audio"])
 def test_one_modality_pretrains_resumes_exactly_and_loads_into_finetuning(
-        micro_work: Path, modality: str, caplog):
+        micro_work: Path, modality: str, caplog, monkeypatch):
     other = "audio" if modality == "video" else "video"
+    # a finished run deletes its checkpoints; keep them to resume from the middle one
+    monkeypatch.setattr(pretrain_module, "finish_run", lambda run_dir: None)
     edit_params(Path("params.yaml"), {"pretrain.modality": modality, "pretrain.epochs": 3,
                                       "pretrain.checkpoint_every_steps": 1})
     params = load_params()

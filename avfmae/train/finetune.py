@@ -18,6 +18,7 @@ the target's validation split, and writes ``models/finetune/<ds>/fold<k>/<stage>
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 from pathlib import Path
