@@ -22,8 +22,8 @@ import avfmae
 from avfmae.config import load_params
 from avfmae.data.clips import ClipDataset
 from avfmae.errors import UserError
-from avfmae.eval.evaluate import evaluate
-from avfmae.eval.model_card import read_model_card
+from avfmae.eval.evaluate import Task, evaluate
+from avfmae.eval.model_card import model_card, read_model_card
 from avfmae.eval.predict import collect_videos, resolve_checkpoint, resolve_device, window_starts
 from avfmae.train.checkpoint import export_weights
 from avfmae.train.finetune import finetune
@@ -51,6 +51,18 @@ def test_windows_are_evaluations_until_a_video_is_long(num_windows: int):
         assert starts[0] == 0 and starts[-1] == n - span
         assert max(np.diff(starts)) <= hop
         assert len(starts) == -(-(n - span) // hop) + 1 > num_windows
+
+
+@pytest.mark.parametrize("task", [
+    Task("synthetic", "CEA", ("neutral", "happy"), regression=False),
+    Task("synthetic_va", "DEA", ("valence", "arousal"), regression=True),
+    Task("synthetic_valence5", "DEA", ("1", "2", "3", "4", "5"), regression=False),
+], ids=["categorical", "dimensional", "levelled"])
+def test_every_task_kind_gets_a_model_card(task: Task, tmp_path: Path):
+    params = load_params(Path(__file__).parents[1] / "params.yaml")
+    card = model_card(params, task, stage="s3", fold=1)
+    assert card.regression == task.regression and card.names == list(task.names)
+    assert card.geometry["num_windows"] == params.eval.num_windows
 
 
 def test_inputs_checkpoints_and_devices(tmp_path: Path, monkeypatch):
@@ -165,7 +177,8 @@ def test_predict_gives_the_evaluate_stages_predictions(micro_work: Path, tmp_pat
     best = Path("models/finetune/synthetic/fold1/s3/best.safetensors")
     card = read_model_card(best)
     dims = [f"d{k}" for k in range(len(names))]
-    dea = dataclasses.replace(card, task={**card.task, "family": "DEA", "names": dims})
+    dea = dataclasses.replace(card, task={**card.task, "family": "DEA", "names": dims,
+                                         "regression": True})
     export_weights(load_file(best), tmp_path / "dea.safetensors", metadata=dea.to_metadata())
     values = avfmae.predict([videos / "long.mp4"], tmp_path / "dea.safetensors", workers=1,
                             progress=False)

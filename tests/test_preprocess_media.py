@@ -68,3 +68,10 @@ def test_a_text_file_named_mp4_is_not_media(clips):
 def test_a_cut_avi_is_unreadable_but_known_media(clips):
     err = _reason(clips["avi_head"])
     assert err.reason == "unreadable_video" and "not a media file" not in str(err)
+
+
+def test_an_mp4_header_followed_by_garbage_is_unreadable_not_truncated(tmp_path):
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 200)
+    err = _reason(damaged)
+    assert err.reason == "unreadable_video", str(err)

@@ -44,8 +44,8 @@ def normalisation() -> dict[str, Any]:
 class ModelCard:
     """Everything prediction needs besides the weights.
 
-    ``task``: ``family`` (CEA | DEA | MER), ``dataset`` (the head's name), ``names`` (labels or
-    dimensions). ``model``: ``scale``, ``overrides``, ``modality``, ``reference_compatible``.
+    ``task``: ``family`` (CEA | DEA | MER), ``dataset`` (the head's name), ``names`` (labels,
+    levels or dimensions), ``regression`` (continuous outputs; a levelled DEA dataset classifies). ``model``: ``scale``, ``overrides``, ``modality``, ``reference_compatible``.
     ``geometry``: the evaluation windows (see :data:`GEOMETRY`). ``preprocess``: ``settings``
     (the fields of :class:`avfmae.preprocess.Settings`), ``fingerprint`` and ``description`` of
     the training data's clip store. ``origin``: stage and fold of the checkpoint.
@@ -65,7 +65,7 @@ class ModelCard:
 
     @property
     def regression(self) -> bool:
-        return self.task["family"] == "DEA"
+        return bool(self.task["regression"])
 
     @property
     def head(self) -> str:
@@ -82,7 +82,7 @@ def model_card(params: Params, task: Any, *, stage: str, fold: int) -> ModelCard
     from avfmae.eval.evaluate import eval_dataset
     from avfmae.preprocess.settings import Settings, fingerprint
 
-    empty = pd.DataFrame(columns=["clip_id", "video", "audio"])
+    empty = pd.DataFrame(columns=["clip_id", "video", "audio", *task.target_columns])
     windows = eval_dataset(params, empty, task)
     settings = Settings.from_config(params.preprocess)
     store = Path(params.data.root) / "processed" / task.dataset / "fingerprint.json"
@@ -92,7 +92,8 @@ def model_card(params: Params, task: Any, *, stage: str, fold: int) -> ModelCard
     else:
         fp, desc = fingerprint(settings)
     return ModelCard(
-        task={"family": task.family, "dataset": task.dataset, "names": list(task.names)},
+        task={"family": task.family, "dataset": task.dataset, "names": list(task.names),
+              "regression": task.regression},
         model={"scale": params.model.scale, "overrides": dict(params.model.overrides),
                "modality": params.finetune.modality,
                "reference_compatible": params.model.reference_compatible},

@@ -112,6 +112,12 @@ def open_video(path: str | Path):
 #: leading bytes of the containers the supported datasets ship (mp4/mov, avi, flv, mkv/webm)
 _MAGIC = {b"RIFF": "AVI", b"FLV\x01": "FLV", b"\x1aE\xdf\xa3": "Matroska/WebM"}
 
+#: top-level box types of ISO media (ISO/IEC 14496-12) and QuickTime files; a top-level box of
+#: another type means the bytes are damaged, not that the file was cut short
+_ISO_TOP_LEVEL = frozenset({"ftyp", "styp", "moov", "mdat", "free", "skip", "wide", "uuid",
+                            "pdin", "moof", "mfra", "meta", "sidx", "ssix", "prft", "emsg",
+                            "pnot", "junk"})
+
 
 def _open_failure(path: Path, err: Exception) -> MediaError:
     """Why a file that exists and is not empty cannot be opened: an ISO media file (mp4, mov)
@@ -130,7 +136,8 @@ def _open_failure(path: Path, err: Exception) -> MediaError:
 
 
 def _iso_truncation(path: Path) -> str:
-    """What is missing from an ISO media file whose top-level boxes break off, or ``""``.
+    """What is missing from an ISO media file whose top-level boxes break off, or ``""`` when
+    nothing is (or a box of no known type shows the bytes are damaged rather than cut).
 
     Recorders and non-"faststart" encoders write the ``moov`` box (the index of every frame)
     after the media data, so a file cut anywhere loses it.
@@ -143,6 +150,8 @@ def _iso_truncation(path: Path) -> str:
             header = f.read(16)
             length, kind = struct.unpack(">I4s", header[:8])
             name = kind.decode("latin-1")
+            if name not in _ISO_TOP_LEVEL:
+                return ""
             if length == 1 and len(header) == 16:
                 length = struct.unpack(">Q", header[8:16])[0]
             elif length == 0:  # runs to the end of the file
