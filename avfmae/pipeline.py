@@ -27,6 +27,10 @@ PRETRAIN_ENCODER = "models/pretrain/encoder.safetensors"
 # are checked (see _dvc_check_stage); each stage depends on its own.
 CODE_STAMPS = ".avfmae/code"
 
+# Keys any stage may read without declaring them: they change where or how fast work runs, never
+# its result (the data root is in every stage's paths, so moving it reruns everything anyway).
+RESULT_NEUTRAL_PARAMS = ("data.root", "pretrain.num_workers", "finetune.num_workers")
+
 
 @dataclass(frozen=True)
 class Stage:
@@ -69,8 +73,12 @@ def _finetune_stage(name: str) -> Stage:
         params=("model", "data.datasets", "finetune.init", "finetune.modality",
                 "finetune.mix_audio", "finetune.regression_loss", "finetune.head_init_scale",
                 "finetune.amp", "finetune.seed", f"finetune.{name}",
+                # which stage comes before this one (its start) and which stages run
+                "finetune.stages",
                 # model selection predicts the validation split with the test-time protocol
                 "eval.num_windows", "eval.batch_size",
+                # the checkpoint's model card records the training data's preprocessing
+                "preprocess",
                 *(("data.s1_pool",) if name == "s1" else ())),
         threads=2, mem_mb=16000, runtime_min=600, gpu=1,
     )
@@ -95,7 +103,7 @@ STAGES: tuple[Stage, ...] = (
         deps={"raw": "data/raw/{ds}"},
         outs={"index": "data/interim/{ds}"},
         # data.folds: a partial copy fails here only when a fold it cannot run is requested
-        params=("data.val_fraction", "data.folds"),
+        params=("data.val_fraction", "data.folds", "data.local_copies"),
         threads=1, mem_mb=4000, runtime_min=30,
     ),
     Stage(
@@ -132,7 +140,10 @@ STAGES: tuple[Stage, ...] = (
         outs={"predictions": "predictions/{ds}/fold{fold}.npz"},
         metrics={"test": "metrics/{ds}/fold{fold}/test.json"},
         plots={"confusion": "plots/evaluate/{ds}/fold{fold}.csv"},
-        params=("model", "eval", "finetune.modality"),
+        # the last of finetune.stages is evaluated; the classifier is built (head init
+        # included) before its weights are loaded
+        params=("model", "eval", "finetune.modality", "finetune.stages",
+                "finetune.head_init_scale"),
         threads=2, mem_mb=8000, runtime_min=60, gpu=1,
     ),
     Stage(
@@ -144,7 +155,9 @@ STAGES: tuple[Stage, ...] = (
         outs={"report": "reports/report.md"},
         metrics={"summary": "metrics/summary.json"},
         plots={"figures": "plots/report"},
-        params=("data.datasets", "data.folds", "finetune.stages"),
+        # the report's header describes the run
+        params=("data.datasets", "data.folds", "data.s1_pool", "finetune.stages",
+                "finetune.init", "finetune.modality", "model.scale"),
         threads=1, mem_mb=2000, runtime_min=10, local=True,
     ),
 )

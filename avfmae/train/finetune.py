@@ -213,9 +213,8 @@ def regression_columns(tasks: dict[str, Task]) -> list[str]:
 
 def run_settings(params: Params, dataset: str, fold: int, stage: str) -> dict[str, Any]:
     """What determines a stage's result: its config, the model, the data, the initial weights."""
-    ft = dataclasses.asdict(params.finetune)
-    for key in ("s1", "s2", "s3", "num_workers", "stages"):
-        ft.pop(key)
+    ft = {f.name: getattr(params.finetune, f.name) for f in dataclasses.fields(params.finetune)
+          if f.name not in ("s1", "s2", "s3", "num_workers", "stages")}
     return {"model": dataclasses.asdict(params.model), "finetune": ft,
             "stage": dataclasses.asdict(getattr(params.finetune, stage)),
             "datasets": params.data.datasets, "eval": dataclasses.asdict(params.eval),

@@ -43,6 +43,7 @@ from avfmae.train.distributed import (
     cleanup_distributed,
     init_distributed,
     is_main_process,
+    to_device,
 )
 from avfmae.train.loop import Loop, finish_run, prepare_run_dir
 from avfmae.train.losses import pretraining_losses
@@ -173,7 +174,7 @@ def model_inputs(module: AVFPretrain, batch: dict[str, Any],
                  device: torch.device) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """(video, audio) of a batch on ``device``; None for a modality the model does not encode
     (the clip store always holds both)."""
-    return tuple(batch[name].to(device) if module.has(name) else None
+    return tuple(to_device(batch[name], device) if module.has(name) else None
                  for name in ("video", "audio"))
 
 
