@@ -453,8 +453,8 @@ def params_from_dict(raw: dict[str, Any]) -> Params:
 def _check_across_keys(params: Params) -> None:
     """Rules that involve more than one key or the dataset registry."""
     from avfmae.data import registry
-    from avfmae.data.video_transforms import parse_rand_augment
-    from avfmae.masking import validate_ratios
+    from avfmae.data.augment_spec import parse_rand_augment
+    from avfmae.mask_ratios import validate_ratios
 
     validate_ratios(params.pretrain)
     _check_model(params.model)
@@ -519,7 +519,7 @@ def _check_across_keys(params: Params) -> None:
 def _check_model(model: ModelConfig) -> None:
     """The scale is registered, each override names a scale field with a value of its type, and
     the resolved scale is consistent (e.g. head counts divide the width)."""
-    from avfmae.models.scales import ModelScale, field_names, get_scale, scale_names
+    from avfmae.scales import ModelScale, field_names, get_scale, scale_names
 
     if model.scale not in scale_names():
         raise ConfigError(f"model.scale: {model.scale!r} is not registered; choose one of "

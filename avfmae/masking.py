@@ -29,17 +29,16 @@ Generators:
 All randomness comes from an explicit ``torch.Generator`` (``None`` = torch's global RNG), so a
 seeded generator gives identical masks on every machine.
 
-Allowed ratios (checked at config time by :func:`validate_ratios`): a ratio must give an integral
-number of visible (encoder) or masked (decoder) tokens per window; :func:`allowed_ratios` lists
-them.
+Allowed ratios are checked when ``params.yaml`` is loaded (:mod:`avfmae.mask_ratios`).
 """
 
 from __future__ import annotations
 
-from fractions import Fraction
 from typing import Any
 
 import torch
+
+from avfmae.mask_ratios import RATIO_TOL
 
 __all__ = [
     "VIDEO_GRID",
@@ -57,15 +56,12 @@ __all__ = [
     "dual_masks",
     "visible_per_region",
     "region_visible_indices",
-    "allowed_ratios",
-    "validate_ratios",
 ]
 
 VIDEO_GRID = (8, 10, 10)
 AUDIO_GRID = (16, 8)
 VIDEO_REGION = (2, 5, 10)
 AUDIO_REGION = (4, 4)
-_RATIO_TOL = 1e-6
 
 
 # ----------------------------------------------------------------------------------------------
@@ -135,7 +131,7 @@ def _count(n: int, ratio: float, what: str) -> int:
     """Exact ``n·ratio`` as an int; ``ValueError`` when it is not integral."""
     x = n * ratio
     k = round(x)
-    if abs(x - k) > _RATIO_TOL * max(n, 1):
+    if abs(x - k) > RATIO_TOL * max(n, 1):
         raise ValueError(f"{what}: ratio {ratio} of {n} tokens is not an integer count")
     return k
 
@@ -289,66 +285,6 @@ def dual_masks(
         "encoder_mask_audio": enc_a,
         "decoder_mask_audio": dec_a,
     }
-
-
-# ----------------------------------------------------------------------------------------------
-# Ratio validation
-# ----------------------------------------------------------------------------------------------
-
-# field → (denominator, smallest numerator, largest numerator, why)
-_RATIO_RULES: dict[str, tuple[int, int, int, str]] = {
-    "mask_ratio_video": (
-        50, 1, 49,
-        "the visible count per 5×10 half-face window of each slice must be a whole number "
-        "(1 - k/50)",
-    ),
-    "mask_ratio_audio": (
-        16, 1, 15,
-        "the visible count per 4×4 audio window must be a whole number (1 - k/16)",
-    ),
-    "decoder_mask_ratio_video": (
-        4, 0, 3,
-        "running-cell masking masks a whole number of each 2×2 cell (k/4)",
-    ),
-    "decoder_mask_ratio_audio": (
-        128, 0, 127,
-        "a whole number of the 128 audio tokens, and at least one decoded (k/128)",
-    ),
-}
-
-
-def allowed_ratios(field: str) -> list[float]:
-    """The allowed values of a :class:`PretrainConfig` mask-ratio field, ascending.
-
-    Encoder ratios must leave an integral, non-zero visible count per LG window (video
-    ``1 - k/50``, audio ``1 - k/16``; the published rank-chunk partition needs the same values);
-    decoder ratios ``k/4`` (video running cell) and ``k/128`` (audio), with at least one decoded
-    position.
-    """
-    den, lo, hi, _ = _RATIO_RULES[field]
-    return sorted(float(Fraction(k, den)) for k in range(lo, hi + 1))
-
-
-def validate_ratios(cfg: Any, where: str = "pretrain") -> None:
-    """Reject mask ratios that do not divide the LG windows; raises ``ConfigError``.
-
-    ``cfg`` is a :class:`PretrainConfig`; the message names the dotted key (``where.field``),
-    the rule and the nearest allowed values. Call from ``load_params``.
-    """
-    from avfmae.config import ConfigError
-
-    for field, (_den, _lo, _hi, why) in _RATIO_RULES.items():
-        value = float(getattr(cfg, field))
-        allowed = allowed_ratios(field)
-        if any(abs(value - a) <= _RATIO_TOL for a in allowed):
-            continue
-        below = [a for a in allowed if a < value]
-        above = [a for a in allowed if a > value]
-        near = ([f"{below[-1]:g}"] if below else []) + ([f"{above[0]:g}"] if above else [])
-        raise ConfigError(
-            f"{where}.{field}: {value!r} is not allowed; {why}. Nearest allowed: "
-            f"{' or '.join(near)}. All allowed: {', '.join(f'{a:g}' for a in allowed)}"
-        )
 
 
 def _prod(xs: Any) -> int:

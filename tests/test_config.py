@@ -103,3 +103,16 @@ def test_partial_stage_section_keeps_that_stage_defaults(write_params):
 def test_omitted_keys_take_defaults(write_params):
     params = load_params(write_params(drop="pretrain.epochs"))
     assert params.pretrain.epochs == Params().pretrain.epochs
+
+
+def test_validating_params_imports_no_torch(repo_root):
+    """Snakemake validates params.yaml while it parses the workflow, on every dry run too:
+    validation must not pay for importing torch, timm or torchvision."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from avfmae.config import load_params; load_params('params.yaml'); "
+            "print(sorted(m for m in ('torch', 'timm', 'torchvision') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=repo_root, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == "[]"

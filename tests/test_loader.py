@@ -12,6 +12,7 @@ import torchaudio.compliance.kaldi as kaldi
 from torch.utils.data import DataLoader
 
 from avfmae.data import video_transforms as vt
+from avfmae.data.augment_spec import parse_rand_augment
 from avfmae.data.audio_features import FBANK_MEAN, FBANK_STD, log_mel, samples_for_frames
 from avfmae.data.clips import ClipDataset, load_split, load_store, seed_worker
 from avfmae.preprocess.media import FaceVideoWriter, write_wav
@@ -216,9 +217,9 @@ def test_rand_augment_ops_keep_shape_and_are_reproducible():
             assert not np.array_equal(a, clip), op
     # the same op parameters for every frame: identical frames stay identical
     same = np.repeat(clip[:1], 4, 0)
-    out = vt.rand_augment(same, np.random.default_rng(3), vt.parse_rand_augment("rand-m9-n6"))
+    out = vt.rand_augment(same, np.random.default_rng(3), parse_rand_augment("rand-m9-n6"))
     assert all(np.array_equal(out[0], f) for f in out)
-    spec = vt.parse_rand_augment("rand-m7-n4-mstd0.5-inc1")
+    spec = parse_rand_augment("rand-m7-n4-mstd0.5-inc1")
     assert (spec.magnitude, spec.num_ops, spec.mstd, spec.increasing) == (7.0, 4, 0.5, True)
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from avfmae import masking as M
+from avfmae.mask_ratios import allowed_ratios, validate_ratios
 from reference_data import load_reference
 from avfmae.config import ConfigError, PretrainConfig
 
@@ -116,18 +117,18 @@ def test_plain_generators_are_uniform_enough():
 def test_validate_ratios_rejects_and_names_allowed_values(field, value, nearest):
     cfg = dataclasses.replace(PretrainConfig(), **{field: value})
     with pytest.raises(ConfigError, match=rf"pretrain\.{field}: {value!r} is not allowed") as err:
-        M.validate_ratios(cfg)
+        validate_ratios(cfg)
     assert nearest in str(err.value) and "All allowed:" in str(err.value)
 
 
 def test_validate_ratios_accepts_defaults_and_allowed_values():
-    M.validate_ratios(PretrainConfig())
+    validate_ratios(PretrainConfig())
     for field in ("mask_ratio_video", "mask_ratio_audio",
                   "decoder_mask_ratio_video", "decoder_mask_ratio_audio"):
-        for value in M.allowed_ratios(field):
-            M.validate_ratios(dataclasses.replace(PretrainConfig(), **{field: value}))
-    assert 0.9 in M.allowed_ratios("mask_ratio_video")
-    assert 0.8125 in M.allowed_ratios("mask_ratio_audio")
+        for value in allowed_ratios(field):
+            validate_ratios(dataclasses.replace(PretrainConfig(), **{field: value}))
+    assert 0.9 in allowed_ratios("mask_ratio_video")
+    assert 0.8125 in allowed_ratios("mask_ratio_audio")
 
 
 def test_other_allowed_ratio_gives_exact_counts():

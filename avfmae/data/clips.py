@@ -40,10 +40,10 @@ import torch
 from torch.utils.data import Dataset
 
 from .audio_features import log_mel, normalize_fbank, samples_for_frames
+from .augment_spec import parse_rand_augment
 from .video_transforms import (
     hflip,
     multi_scale_crop,
-    parse_rand_augment,
     rand_augment,
     random_erasing,
     random_resized_crop,

@@ -15,7 +15,7 @@ from avfmae.models.convert import (
 )
 from avfmae.models.factory import create_model
 from avfmae.models.pretrain import AVFPretrain, ModalityIndex, PretrainIndex, PretrainOutput
-from avfmae.models.scales import SCALES, ModelScale, get_scale, scale_names
+from avfmae.scales import SCALES, ModelScale, get_scale, scale_names
 
 __all__ = [
     "AVFClassifier",

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from avfmae.models.encoder import LGEncoder
 from avfmae.models.fusion import IAVCLM
 from avfmae.models.refinement import ERNorm
-from avfmae.models.scales import ModelScale
+from avfmae.scales import ModelScale
 
 __all__ = ["AVFClassifier", "Modality"]
 

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from avfmae.io import atomic_write, atomic_write_bytes
-from avfmae.models.scales import SCALES, ModelScale, get_scale
+from avfmae.scales import SCALES, ModelScale, get_scale
 
 __all__ = [
     "ConversionReport",

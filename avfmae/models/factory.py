@@ -9,7 +9,7 @@ from timm.models import register_model
 
 from avfmae.models.classifier import AVFClassifier
 from avfmae.models.pretrain import AVFPretrain
-from avfmae.models.scales import ModelScale, get_scale
+from avfmae.scales import ModelScale, get_scale
 
 __all__ = ["create_model"]
 

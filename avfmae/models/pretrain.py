@@ -16,7 +16,7 @@ from avfmae.models.encoder import LGEncoder
 from avfmae.models.fusion import IAVCLM
 from avfmae.models.refinement import ERNorm
 from avfmae.models.regions import RegionGrid
-from avfmae.models.scales import ModelScale
+from avfmae.scales import ModelScale
 
 __all__ = ["AVFPretrain", "Partition", "ModalityIndex", "PretrainIndex", "PretrainOutput"]
 
