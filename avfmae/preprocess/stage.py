@@ -19,7 +19,10 @@ stopped and a half-written clip (temp name, no record) is redone. ``.work/finger
 the partial work: when the settings change it is discarded, never mixed. The final files are
 written last, atomically; ``.work`` is removed when the stage succeeds. A completed store whose
 fingerprint and input manifest match is returned at once; with the same settings but a changed
-manifest only new or changed clips are processed.
+manifest only new or changed clips are processed. The stage (:func:`preprocess`) builds the
+store in ``runs/preprocess/{ds}/`` and moves it into place when complete, because both
+orchestrators delete the output folder before they run a stage: a killed run then resumes
+under ``dvc repro`` and Snakemake too.
 """
 
 from __future__ import annotations
@@ -92,6 +95,7 @@ def preprocess(ds: str, params: Params, *, progress: bool = True) -> Path:
     return preprocess_manifest(
         manifest, root / "processed" / ds, params.preprocess, name=ds, progress=progress,
         log_file=Path("logs") / "preprocess" / f"{ds}.clips.log",
+        staging=Path("runs") / "preprocess" / ds,
     )
 
 
@@ -245,11 +249,15 @@ def preprocess_manifest(
     name: str = "",
     progress: bool = True,
     log_file: str | Path | None = None,
+    staging: Path | None = None,
 ) -> Path:
     """Build the clip store ``out`` from the index manifest ``manifest`` (see module doc).
 
     ``log_file``: where the summary and the per-clip lines are appended (none: the summary
-    only reaches the ``avfmae.preprocess`` logger's usual handlers).
+    only reaches the ``avfmae.preprocess`` logger's usual handlers). ``staging``: build the
+    store there and move it to ``out`` when complete. DVC and Snakemake delete a stage's
+    declared output before running it, so partial work kept inside ``out`` would be lost to a
+    kill; in ``staging`` (under ``runs/``, which neither deletes) a rerun resumes it.
     """
     manifest, out = Path(manifest), Path(out)
     name = name or out.name
@@ -271,15 +279,25 @@ def preprocess_manifest(
             log.info("preprocess %s: up to date (fingerprint %s)", name, fp)
         return out
 
-    out.mkdir(parents=True, exist_ok=True)
-    with _locked(out / ".work" / "lock"), _stage_log(Path(log_file) if log_file else None):
-        return _run(df, manifest, in_sha, out, cfg, settings, fp, desc, name, progress)
+    build = staging or out
+    if build != out and not build.exists() and (out / "fingerprint.json").is_file():
+        # a complete store of other inputs or settings: _run reuses its still-valid clips
+        build.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(out, build)
+    build.mkdir(parents=True, exist_ok=True)
+    with _locked(build / ".work" / "lock"), _stage_log(Path(log_file) if log_file else None):
+        _run(df, manifest, in_sha, build, cfg, settings, fp, desc, name, progress, store=out)
+    if build != out:
+        shutil.rmtree(out, ignore_errors=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(build, out)
+    return out
 
 
 def _run(
     df: pd.DataFrame, manifest: Path, in_sha: str, out: Path, cfg: PreprocessConfig,
-    settings: Settings, fp: str, desc: dict, name: str, progress: bool,
-) -> Path:
+    settings: Settings, fp: str, desc: dict, name: str, progress: bool, store: Path,
+) -> None:
     t0 = time.perf_counter()
     work = out / ".work"
     final = _read_json(out / "fingerprint.json")
@@ -365,7 +383,8 @@ def _run(
                 bar.update(1)
                 bar.set_postfix(rejected=n_rej, refresh=False)
 
-    return _finish(df, jobs, records, manifest, in_sha, out, cfg, fp, desc, name, t0, cpu, media_s)
+    _finish(df, jobs, records, manifest, in_sha, out, store, cfg, fp, desc, name, t0, cpu,
+            media_s)
 
 
 def execute_jobs(todo: list[ClipJob], settings: Settings, n_workers: int):
@@ -421,9 +440,9 @@ def execute_jobs(todo: list[ClipJob], settings: Settings, n_workers: int):
 
 def _finish(
     df: pd.DataFrame, jobs: list[ClipJob], records: dict[str, dict], manifest: Path, in_sha: str,
-    out: Path, cfg: PreprocessConfig, fp: str, desc: dict, name: str, t0: float, cpu: float,
-    media_s: float,
-) -> Path:
+    out: Path, store: Path, cfg: PreprocessConfig, fp: str, desc: dict, name: str, t0: float,
+    cpu: float, media_s: float,
+) -> None:
     order = [j.clip_id for j in jobs]
     ok_ids = [c for c in order if records[c]["ok"]]
     rej_ids = [c for c in order if not records[c]["ok"]]
@@ -476,8 +495,8 @@ def _finish(
     rows = src.copy()
     rows["src_video"] = src["video"]
     rows["src_audio"] = src["audio"]
-    rows["video"] = [str(out / "faces" / f"{c}.mp4") for c in ok_ids]
-    rows["audio"] = [str(out / "audio" / f"{c}.wav") for c in ok_ids]
+    rows["video"] = [str(store / "faces" / f"{c}.mp4") for c in ok_ids]
+    rows["audio"] = [str(store / "audio" / f"{c}.wav") for c in ok_ids]
     stats = pd.DataFrame([records[c]["stats"] for c in ok_ids], columns=STAT_COLUMNS)
     for col in STAT_COLUMNS:
         rows[col] = stats[col].to_numpy()
@@ -511,6 +530,5 @@ def _finish(
     shutil.rmtree(out / ".work", ignore_errors=True)
     log.info(
         "preprocess %s done: %d clips, %d rejected (%s) in %.1f s → %s",
-        name, len(ok_ids), len(rej_ids), dict(reasons), elapsed, out,
+        name, len(ok_ids), len(rej_ids), dict(reasons), elapsed, store,
     )
-    return out

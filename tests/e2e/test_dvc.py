@@ -200,3 +200,43 @@ def test_killed_repro_resumes_pretraining(micro_repo: Path):
     dvc(micro_repo, "repro", "--force", "--single-item", "pretrain")
     assert outputs_digest(micro_repo) == resumed
     assert stale_stages(micro_repo) == set()
+
+
+def _tree_digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_killed_repro_resumes_preprocessing(micro_repo: Path):
+    """DVC deletes the output folder before it runs a stage; the store is built under runs/, so
+    a killed preprocess resumes its finished clips and ends byte-identical to a clean run."""
+    set_params(micro_repo, {"preprocess.workers": 1})
+    dvc(micro_repo, "repro", "index@synthetic")
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.Popen([str(BIN / "dvc"), "repro", "preprocess@synthetic"], cwd=micro_repo,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    done = micro_repo / "runs/preprocess/synthetic/.work/done.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "preprocessing ended before it was killed"
+        if done.is_file() and len(done.read_text().splitlines()) >= 5:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = len(done.read_text().splitlines())
+    assert 5 <= finished < 42
+
+    out = dvc(micro_repo, "repro", "preprocess@synthetic").stdout
+    assert "preprocess" in stages_run(out)
+    log = (micro_repo / "logs/preprocess/synthetic.log").read_text()
+    resumed = [int(n) for n in re.findall(r"(\d+) already done", log)]
+    assert resumed and resumed[-1] >= finished, log[-2000:]
+    assert not (micro_repo / "runs/preprocess/synthetic").exists()
+    store = micro_repo / "data/processed/synthetic"
+    after_resume = _tree_digest(store)
+
+    dvc(micro_repo, "repro", "--force", "--single-item", "preprocess@synthetic")
+    assert _tree_digest(store) == after_resume
+    assert not {s for s in stale_stages(micro_repo) if s.startswith(("index", "preprocess"))}
