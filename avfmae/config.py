@@ -95,8 +95,9 @@ class DataConfig:
     datasets: list[str] = knob(["synthetic"], help="enabled labeled datasets (registry names)")
     pretrain_pool: list[str] = knob(["synthetic"], help="datasets whose clips feed pretraining")
     s1_pool: list[str] = knob(
-        ["synthetic4"], help="labeled datasets whose training parts join s1 of each target of their "
-                 "family, without being fine-tuned or evaluated themselves")
+        ["synthetic4"],
+        help="labeled datasets whose training parts join s1 of each target of their family, "
+             "without being fine-tuned or evaluated themselves")
     root: str = knob("data", help="root of raw/ interim/ processed/")
     licensed_root: str = knob(
         "data/licensed", help="where user-placed copies of license-gated datasets live"

@@ -147,3 +147,32 @@ def test_two_gpu_nccl_ddp_matches_one_gpu(tmp_path):
     np.testing.assert_allclose(log("ddp"), log("one"), rtol=0, atol=2e-2)
     metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["index"] == list(range(13))
+
+
+def test_predict_on_cuda_matches_the_cpu(tmp_path):
+    """`avfmae predict --device cuda` gives the CPU's class probabilities (fp32 both ways; cuDNN
+    may use TF32 for the patch embedding, hence the tolerance)."""
+    import dataclasses
+
+    import avfmae
+    from avfmae.config import SyntheticConfig, load_params
+    from avfmae.data import registry
+    from avfmae.data.synthetic import generate
+    from avfmae.eval.evaluate import Task
+    from avfmae.train.checkpoint import export_weights
+    from avfmae.train.finetune import build_classifier, checkpoint_metadata
+
+    params = load_params(HERE.parent / "params.yaml")
+    params = dataclasses.replace(params, model=dataclasses.replace(params.model, scale="tiny"))
+    task = Task("synthetic", "CEA", tuple(registry.get("synthetic").labels))
+    ckpt = export_weights(build_classifier(params, {task.dataset: task.outputs}),
+                          tmp_path / "tiny.safetensors",
+                          metadata=checkpoint_metadata(params, task, "s3", 1, 0))
+    videos = generate(SyntheticConfig(n_speakers=2, n_pool_speakers=0, pool_clips_per_speaker=0),
+                      tmp_path / "videos", progress=False) / "labeled"
+    on = {dev: avfmae.predict(videos, ckpt, device=dev, workers=2, progress=False).clips
+          for dev in ("cpu", "cuda")}
+    probs = [c for c in on["cpu"].columns if c.startswith("prob_")]
+    assert (on["cuda"]["status"] == "ok").all() and len(on["cuda"]) == 12
+    np.testing.assert_allclose(on["cuda"][probs].to_numpy(float), on["cpu"][probs].to_numpy(float),
+                               atol=1e-2)

@@ -45,7 +45,8 @@ class ModelCard:
     """Everything prediction needs besides the weights.
 
     ``task``: ``family`` (CEA | DEA | MER), ``dataset`` (the head's name), ``names`` (labels,
-    levels or dimensions), ``regression`` (continuous outputs; a levelled DEA dataset classifies). ``model``: ``scale``, ``overrides``, ``modality``, ``reference_compatible``.
+    levels or dimensions), ``regression`` (continuous outputs; a levelled DEA dataset
+    classifies). ``model``: ``scale``, ``overrides``, ``modality``, ``reference_compatible``.
     ``geometry``: the evaluation windows (see :data:`GEOMETRY`). ``preprocess``: ``settings``
     (the fields of :class:`avfmae.preprocess.Settings`), ``fingerprint`` and ``description`` of
     the training data's clip store. ``origin``: stage and fold of the checkpoint.
