@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import signal
@@ -266,8 +267,11 @@ def test_finetune_state_covers_splits_stores_and_start_weights():
     from avfmae.train.finetune import stage_reads
 
     params = Params()
+    params = dataclasses.replace(params, data=dataclasses.replace(
+        params.data, datasets=["synthetic"], s1_pool=["synthetic4"]))
     s1 = [str(p) for p in stage_reads(params, "synthetic", 2, "s1")]
     assert s1 == ["models/pretrain/encoder.safetensors", "data/processed/synthetic",
-                  "data/interim/synthetic"]
+                  "data/interim/synthetic", "data/processed/synthetic4",
+                  "data/interim/synthetic4"]
     s3 = [str(p) for p in stage_reads(params, "synthetic", 2, "s3")]
     assert s3[0] == "models/finetune/synthetic/fold2/s2/best.safetensors"
