@@ -11,6 +11,7 @@ Paths are templates over the wildcards ``{ds}`` (dataset), ``{fold}`` and ``{sta
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,15 @@ CODE_STAMPS = ".avfmae/code"
 
 # Keys any stage may read without declaring them: they change where or how fast work runs, never
 # its result (the data root is in every stage's paths, so moving it reruns everything anyway).
-RESULT_NEUTRAL_PARAMS = ("data.root", "pretrain.num_workers", "finetune.num_workers")
+RESULT_NEUTRAL_PARAMS = ("data.root", "preprocess.workers", "pretrain.num_workers",
+                         "finetune.num_workers")
+
+
+def _section_keys(section: str, without: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Every key of a params section except the result-neutral ones and ``without``."""
+    cls = typing.get_type_hints(Params)[section]
+    keys = (f"{section}.{f.name}" for f in dataclasses.fields(cls))
+    return tuple(k for k in keys if k not in RESULT_NEUTRAL_PARAMS and k not in without)
 
 
 @dataclass(frozen=True)
@@ -78,7 +87,7 @@ def _finetune_stage(name: str) -> Stage:
                 # model selection predicts the validation split with the test-time protocol
                 "eval.num_windows", "eval.batch_size",
                 # the checkpoint's model card records the training data's preprocessing
-                "preprocess",
+                *_section_keys("preprocess", without=("preprocess.max_reject_fraction",)),
                 *(("data.s1_pool",) if name == "s1" else ())),
         threads=2, mem_mb=16000, runtime_min=600, gpu=1,
     )
@@ -115,7 +124,7 @@ STAGES: tuple[Stage, ...] = (
         # their paths, so an unchanged index alone would leave stale faces in the store
         deps={"index": "data/interim/{ds}", "media": "data/raw/{ds}"},
         outs={"clips": "data/processed/{ds}"},
-        params=("preprocess",),
+        params=_section_keys("preprocess"),
         threads=2, mem_mb=8000, runtime_min=600,
     ),
     Stage(
@@ -125,7 +134,7 @@ STAGES: tuple[Stage, ...] = (
         outs={"encoder": PRETRAIN_ENCODER},
         metrics={"summary": "metrics/pretrain.json"},
         plots={"figures": "plots/pretrain"},
-        params=("model", "pretrain", "data.pretrain_pool"),
+        params=("model", *_section_keys("pretrain"), "data.pretrain_pool"),
         threads=2, mem_mb=16000, runtime_min=1440, gpu=1,
     ),
     _finetune_stage("s1"),
