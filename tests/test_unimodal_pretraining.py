@@ -47,7 +47,7 @@ def test_one_modality_pretrains_resumes_exactly_and_loads_into_finetuning(
     edit_params(Path("params.yaml"), {"pretrain.modality": modality, "pretrain.epochs": 3,
                                       "pretrain.checkpoint_every_steps": 1})
     params = load_params()
-    assert snakemake_params("pretrain", params)["pretrain"]["modality"] == modality
+    assert snakemake_params("pretrain", params)["pretrain__modality"] == modality
 
     pretrain(params, resume="never")
     reference = load_weights(PRETRAIN_ENCODER)
