@@ -16,7 +16,7 @@ from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
-from avfmae.errors import UserError
+from avfmae.errors import ConfigError
 
 __all__ = [
     "ConfigError",
@@ -35,10 +35,6 @@ __all__ = [
 ]
 
 DEFAULT_PARAMS = Path("params.yaml")
-
-
-class ConfigError(UserError, ValueError):
-    """A params.yaml problem; the message names the dotted key and what is allowed."""
 
 
 def knob(

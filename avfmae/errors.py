@@ -1,5 +1,9 @@
-"""The error a user can fix: the CLI prints its message and exits non-zero, with no traceback."""
+"""The errors a user can fix: the CLI prints their message and exits non-zero, with no traceback."""
 
 
 class UserError(Exception):
     """Bad params, missing or malformed data, an unusable checkpoint: say what to do."""
+
+
+class ConfigError(UserError, ValueError):
+    """A params.yaml problem; the message names the dotted key and what is allowed."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any
 
+from avfmae.errors import ConfigError
+
 __all__ = ["RATIO_TOL", "allowed_ratios", "validate_ratios"]
 
 RATIO_TOL = 1e-6
@@ -54,8 +56,6 @@ def validate_ratios(cfg: Any, where: str = "pretrain") -> None:
     ``cfg`` is a :class:`PretrainConfig`; the message names the dotted key (``where.field``),
     the rule and the nearest allowed values. Call from ``load_params``.
     """
-    from avfmae.config import ConfigError
-
     for field, (_den, _lo, _hi, why) in RATIO_RULES.items():
         value = float(getattr(cfg, field))
         allowed = allowed_ratios(field)
