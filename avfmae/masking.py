@@ -39,6 +39,7 @@ from typing import Any
 import torch
 
 from avfmae.mask_ratios import RATIO_TOL
+from avfmae.train.seeding import make_generator
 
 __all__ = [
     "VIDEO_GRID",
@@ -285,6 +286,20 @@ def dual_masks(
         "encoder_mask_audio": enc_a,
         "decoder_mask_audio": dec_a,
     }
+
+
+MASK_STREAM = 1  # key that separates mask randomness from augmentation randomness
+
+
+def sample_masks(cfg: Any, epoch: int, index: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Dual masks of pretraining (``cfg``: the ``pretrain`` params section) for the clips
+    ``index`` (B,), keyed by (seed, epoch, clip index): independent of batch composition, world
+    size and resuming. Returns the :func:`dual_masks` keys, each with a leading (B, …)."""
+    per_sample = [
+        dual_masks(1, cfg, generator=make_generator(cfg.seed, MASK_STREAM, epoch, int(i)))
+        for i in index
+    ]
+    return {k: torch.cat([m[k] for m in per_sample]) for k in per_sample[0]}
 
 
 def _prod(xs: Any) -> int:

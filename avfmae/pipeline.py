@@ -4,8 +4,9 @@ Every stage names its command, wildcards, inputs, outputs and the ``params.yaml`
 ``dvc.yaml`` is rendered from this table by :func:`render_dvc_yaml` (``avfmae pipeline``), and
 ``workflow/rules/*.smk`` build their rules from :func:`snakemake_rule`, so the two cannot drift.
 
-Paths are templates over the wildcards ``{ds}`` (dataset), ``{fold}`` and ``{stage}``
-(fine-tuning stage). They are relative to the repository root.
+Paths are templates over ``{root}`` (``data.root``) and the wildcards ``{ds}`` (dataset),
+``{fold}`` and ``{stage}`` (fine-tuning stage), relative to the repository root. This table is
+the only place they are spelled: stage code asks :func:`path` for them.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ import yaml
 
 from avfmae.config import Params
 
-__all__ = ["Stage", "STAGES", "stage", "enabled_stages", "stage_inputs", "render_dvc_yaml",
-           "init_checkpoint"]
+__all__ = ["Stage", "STAGES", "stage", "path", "enabled_stages", "stage_inputs",
+           "render_dvc_yaml", "init_checkpoint"]
 
 PRETRAIN_ENCODER = "models/pretrain/encoder.safetensors"
+# The data layout: what download, index and preprocess write under data.root.
+RAW, INDEX, CLIPS = "{root}/raw/{ds}", "{root}/interim/{ds}", "{root}/processed/{ds}"
 # The first DVC stage writes one code fingerprint per stage here once params.yaml and dvc.yaml
 # are checked (see _dvc_check_stage); each stage depends on its own.
 CODE_STAMPS = ".avfmae/code"
@@ -47,10 +50,11 @@ class Stage:
 
     ``deps``/``outs`` map a role name to a path template; ``params`` are dotted ``params.yaml``
     keys whose edits rerun it; ``module`` is the entry module whose import closure is the
-    stage's code (see :mod:`avfmae.codegraph`). Training stages keep resumable checkpoints under ``runs/``, which
-    is deliberately not an output: neither orchestrator deletes undeclared folders before a
-    rerun, so an interrupted stage resumes, and a fresh clone has nothing missing after
-    ``dvc pull`` (an uncached ``persist`` out would show as deleted in ``dvc status``).
+    stage's code (see :mod:`avfmae.codegraph`). ``run`` is where a long stage keeps its
+    resumable state, under ``runs/``, which is deliberately not an output: neither orchestrator
+    deletes undeclared folders before a rerun, so an interrupted stage resumes, and a fresh
+    clone has nothing missing after ``dvc pull`` (an uncached ``persist`` out would show as
+    deleted in ``dvc status``).
     """
 
     name: str
@@ -61,6 +65,7 @@ class Stage:
     outs: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, str] = field(default_factory=dict)
     plots: dict[str, str] = field(default_factory=dict)
+    run: str = ""
     params: tuple[str, ...] = ()
     threads: int = 1
     mem_mb: int = 4000
@@ -75,10 +80,11 @@ def _finetune_stage(name: str) -> Stage:
         cmd=f"avfmae finetune --stage {name} --dataset {{ds}} --fold {{fold}}",
         module="avfmae.train.finetune",
         wildcards=("ds", "fold"),
-        deps={"clips": "data/processed/{ds}", "splits": "data/interim/{ds}"},
+        deps={"clips": CLIPS, "splits": INDEX},
         outs={"model": f"models/finetune/{{ds}}/fold{{fold}}/{name}"},
         metrics={"selection": f"metrics/{{ds}}/fold{{fold}}/{name}.json"},
         plots={"curves": f"plots/finetune/{{ds}}/fold{{fold}}/{name}.csv"},
+        run=f"runs/finetune/{{ds}}/fold{{fold}}/{name}",
         params=("model", "data.datasets", "finetune.init", "finetune.modality",
                 "finetune.mix_audio", "finetune.regression_loss", "finetune.head_init_scale",
                 "finetune.amp", "finetune.seed", f"finetune.{name}",
@@ -99,7 +105,7 @@ STAGES: tuple[Stage, ...] = (
         cmd="avfmae download {ds}",
         module="avfmae.data.download",
         wildcards=("ds",),
-        outs={"raw": "data/raw/{ds}"},
+        outs={"raw": RAW},
         params=("data.synthetic", "data.licensed_root", "data.folder_path",
                 "data.local_copies"),
         threads=2, mem_mb=4000, runtime_min=240, local=True,
@@ -109,8 +115,8 @@ STAGES: tuple[Stage, ...] = (
         cmd="avfmae index {ds}",
         module="avfmae.data.index",
         wildcards=("ds",),
-        deps={"raw": "data/raw/{ds}"},
-        outs={"index": "data/interim/{ds}"},
+        deps={"raw": RAW},
+        outs={"index": INDEX},
         # data.folds: a partial copy fails here only when a fold it cannot run is requested
         params=("data.val_fraction", "data.folds", "data.local_copies"),
         threads=1, mem_mb=4000, runtime_min=30,
@@ -122,8 +128,9 @@ STAGES: tuple[Stage, ...] = (
         wildcards=("ds",),
         # the media themselves, not only the index: regenerated or re-downloaded clips keep
         # their paths, so an unchanged index alone would leave stale faces in the store
-        deps={"index": "data/interim/{ds}", "media": "data/raw/{ds}"},
-        outs={"clips": "data/processed/{ds}"},
+        deps={"index": INDEX, "media": RAW},
+        outs={"clips": CLIPS},
+        run="runs/preprocess/{ds}",
         params=_section_keys("preprocess"),
         threads=2, mem_mb=8000, runtime_min=600,
     ),
@@ -134,6 +141,7 @@ STAGES: tuple[Stage, ...] = (
         outs={"encoder": PRETRAIN_ENCODER},
         metrics={"summary": "metrics/pretrain.json"},
         plots={"figures": "plots/pretrain"},
+        run="runs/pretrain",
         params=("model", *_section_keys("pretrain"), "data.pretrain_pool"),
         threads=2, mem_mb=16000, runtime_min=1440, gpu=1,
     ),
@@ -145,7 +153,7 @@ STAGES: tuple[Stage, ...] = (
         cmd="avfmae evaluate --dataset {ds} --fold {fold}",
         module="avfmae.eval.evaluate",
         wildcards=("ds", "fold"),
-        deps={"clips": "data/processed/{ds}", "splits": "data/interim/{ds}"},
+        deps={"clips": CLIPS, "splits": INDEX},
         outs={"predictions": "predictions/{ds}/fold{fold}.npz"},
         metrics={"test": "metrics/{ds}/fold{fold}/test.json"},
         plots={"confusion": "plots/evaluate/{ds}/fold{fold}.csv"},
@@ -180,6 +188,20 @@ def stage(name: str) -> Stage:
     raise KeyError(f"no pipeline stage {name!r}; stages: {[s.name for s in STAGES]}")
 
 
+def path(name: str, role: str, params: Params, **wildcards: object) -> Path:
+    """The path of ``role`` (an input, output, metric, plot or ``run``) of stage ``name`` for
+    these wildcard values, e.g. ``path("evaluate", "test", params, ds="ravdess", fold=1)``."""
+    s = stage(name)
+    roles = {**s.deps, **s.outs, **s.metrics, **s.plots, "run": s.run}
+    if not roles.get(role):
+        raise KeyError(f"stage {name} has no path {role!r}; it has {sorted(roles)}")
+    return Path(_fill(roles[role], params, **wildcards))
+
+
+def _fill(template: str, params: Params, **wildcards: object) -> str:
+    return template.format(root=params.data.root, **wildcards)
+
+
 def enabled_stages(params: Params) -> list[Stage]:
     """The stages of this configuration's graph, in order."""
     tuned = {f"finetune_{name}" for name in params.finetune.stages}
@@ -203,27 +225,27 @@ def stage_inputs(name: str, params: Params, wildcards: dict[str, str]) -> dict[s
     """
     s = stage(name)
     if name == "pretrain":
-        return {"pool": [f"data/processed/{ds}" for ds in params.data.pretrain_pool]}
+        return {"pool": [_fill(CLIPS, params, ds=ds) for ds in params.data.pretrain_pool]}
     if name == "report":
         runs = [(ds, k) for ds in params.data.datasets for k in params.data.folds]
         return {
-            "test": [s.deps["test"].format(ds=ds, fold=k) for ds, k in runs],
-            "selection": [s.deps["selection"].format(ds=ds, fold=k, stage=st)
+            "test": [_fill(s.deps["test"], params, ds=ds, fold=k) for ds, k in runs],
+            "selection": [_fill(s.deps["selection"], params, ds=ds, fold=k, stage=st)
                           for ds, k in runs for st in params.finetune.stages],
         }
-    deps: dict[str, Any] = {role: path.format(**wildcards) for role, path in s.deps.items()}
+    deps: dict[str, Any] = {role: _fill(p, params, **wildcards) for role, p in s.deps.items()}
     if name == "finetune_s1":
         # s1 pools every enabled and s1_pool dataset of the family (the target is one of them)
         pooled = list(dict.fromkeys([*params.data.datasets, *params.data.s1_pool]))
-        deps = {"clips": [f"data/processed/{ds}" for ds in pooled],
-                "splits": [f"data/interim/{ds}" for ds in pooled]}
+        deps = {"clips": [_fill(CLIPS, params, ds=ds) for ds in pooled],
+                "splits": [_fill(INDEX, params, ds=ds) for ds in pooled]}
     if name.startswith("finetune_"):
         init = _previous_model(name.removeprefix("finetune_"), params)
         if init:
-            deps["init"] = init.format(**wildcards)
+            deps["init"] = _fill(init, params, **wildcards)
     if name == "evaluate":
         last = params.finetune.stages[-1]
-        deps["model"] = stage(f"finetune_{last}").outs["model"].format(**wildcards)
+        deps["model"] = _fill(stage(f"finetune_{last}").outs["model"], params, **wildcards)
     return deps
 
 
@@ -276,12 +298,13 @@ def _dvc_stage(s: Stage, params: Params) -> dict[str, Any]:
     body["deps"] = [code_stamp(s.name), *_flat(stage_inputs(s.name, params, fill))]
     if s.params:
         body["params"] = list(s.params)
-    outs: list[Any] = [o.format(**fill) for o in s.outs.values()]
+    outs: list[Any] = [_fill(o, params, **fill) for o in s.outs.values()]
     body["outs"] = outs
     if s.metrics:
-        body["metrics"] = [{m.format(**fill): {"cache": False}} for m in s.metrics.values()]
+        body["metrics"] = [{_fill(m, params, **fill): {"cache": False}}
+                           for m in s.metrics.values()]
     if s.plots:
-        body["plots"] = [{p.format(**fill): {"cache": False, **PLOT_STYLE.get(role, {})}}
+        body["plots"] = [{_fill(p, params, **fill): {"cache": False, **PLOT_STYLE.get(role, {})}}
                          for role, p in s.plots.items()]
     return body
 
@@ -346,10 +369,13 @@ def is_directory(path: str) -> bool:
     return not Path(path).suffix
 
 
-def stage_outputs(name: str) -> dict[str, str]:
-    """Every artifact a stage produces (its resumable run folder excepted)."""
+def stage_outputs(name: str, params: Params) -> dict[str, str]:
+    """Every artifact a stage produces (its resumable run folder excepted), as Snakemake
+    patterns over the stage's wildcards."""
     s = stage(name)
-    return {**s.outs, **s.metrics, **s.plots}
+    keep = {w: f"{{{w}}}" for w in s.wildcards}
+    produced = {**s.outs, **s.metrics, **s.plots}
+    return {role: _fill(p, params, **keep) for role, p in produced.items()}
 
 
 def snakemake_resources(name: str) -> dict[str, int]:

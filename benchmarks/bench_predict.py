@@ -28,9 +28,10 @@ import avfmae  # noqa: E402
 from avfmae.config import SyntheticConfig, load_params  # noqa: E402
 from avfmae.data import registry  # noqa: E402
 from avfmae.data.synthetic import generate  # noqa: E402
-from avfmae.eval.evaluate import Task  # noqa: E402
+from avfmae.models.loading import build_classifier  # noqa: E402
 from avfmae.train.checkpoint import export_weights  # noqa: E402
-from avfmae.train.finetune import build_classifier, checkpoint_metadata  # noqa: E402
+from avfmae.tasks import Task  # noqa: E402
+from avfmae.train.finetune import checkpoint_metadata  # noqa: E402
 from bench_model import machine  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

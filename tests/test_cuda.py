@@ -158,9 +158,10 @@ def test_predict_on_cuda_matches_the_cpu(tmp_path):
     from avfmae.config import SyntheticConfig, load_params
     from avfmae.data import registry
     from avfmae.data.synthetic import generate
-    from avfmae.eval.evaluate import Task
+    from avfmae.tasks import Task
     from avfmae.train.checkpoint import export_weights
-    from avfmae.train.finetune import build_classifier, checkpoint_metadata
+    from avfmae.models.loading import build_classifier
+    from avfmae.train.finetune import checkpoint_metadata
 
     params = load_params(HERE.parent / "params.yaml")
     params = dataclasses.replace(params, model=dataclasses.replace(params.model, scale="tiny"))

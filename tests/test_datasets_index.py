@@ -19,7 +19,7 @@ from avfmae.data.synthetic.variants import VARIANTS
 from avfmae.data.download import download
 from avfmae.data.index import index, read_manifest, read_splits
 from avfmae.data.registry import DatasetError
-from avfmae.eval.evaluate import task_of
+from avfmae.tasks import task_of
 from fixtures.datasets import builders as fx
 
 

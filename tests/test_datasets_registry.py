@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from avfmae import pipeline
 from avfmae.config import DataConfig, Params
-from avfmae.data import registry
+from avfmae.data import locations, registry
 from avfmae.data.parsers import load_parser
 from avfmae.data.registry import DatasetError
 
@@ -92,13 +93,14 @@ def test_unknown_name_lists_the_registry():
 def test_paths_follow_the_contract():
     p = dataclasses.replace(Params(), data=dataclasses.replace(
         DataConfig(), root="d", licensed_root="lic", folder_path=""))
-    assert registry.raw_dir("ravdess", p) == Path("d/raw/ravdess")
-    assert registry.interim_dir("ravdess", p) == Path("d/interim/ravdess")
-    assert registry.media_root("ravdess", p) == Path("d/raw/ravdess")
-    assert registry.media_root("mafw43", p) == Path("lic/mafw")
-    assert registry.media_root("folder", p) == Path("lic/folder")
+    assert pipeline.path("download", "raw", p, ds="ravdess") == Path("d/raw/ravdess")
+    assert pipeline.path("index", "index", p, ds="ravdess") == Path("d/interim/ravdess")
+    assert pipeline.path("preprocess", "clips", p, ds="ravdess") == Path("d/processed/ravdess")
+    assert locations.media_root("ravdess", p) == Path("d/raw/ravdess")
+    assert locations.media_root("mafw43", p) == Path("lic/mafw")
+    assert locations.media_root("folder", p) == Path("lic/folder")
     p2 = dataclasses.replace(p, data=dataclasses.replace(p.data, folder_path="/videos"))
-    assert registry.media_root("folder", p2) == Path("/videos")
+    assert locations.media_root("folder", p2) == Path("/videos")
 
 
 def test_describe_all_lists_every_entry():

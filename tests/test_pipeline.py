@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from avfmae.config import load_params
+from avfmae import pipeline
+from avfmae.config import Params, load_params
 from avfmae.pipeline import CODE_STAMPS, generated_files, stage_code
 
 BIN = Path(sys.executable).parent
@@ -130,3 +132,31 @@ def test_cached_outputs_are_ignored_by_static_rules(repo_root, tmp_path):
     res = subprocess.run(["git", "check-ignore", "--no-index", *map(fill, uncached)],
                          cwd=tmp_path, capture_output=True, text=True)
     assert res.stdout == ""  # metrics and plots are tracked by git
+
+
+def _code_strings(tree: ast.AST) -> list[str]:
+    """String constants of a module that are not docstrings or prose (help texts, messages):
+    the ones that could be a path. f-string parts included."""
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr)
+                  and isinstance(node.body[0].value, ast.Constant)}
+    return [node.value for node in ast.walk(tree) if isinstance(node, ast.Constant)
+            and isinstance(node.value, str) and id(node) not in docstrings
+            and " " not in node.value]
+
+
+def test_stage_output_paths_are_spelled_only_in_the_stage_table():
+    prefixes = {p.split("{")[0].rstrip("/").split("/")[0] + "/"
+                for s in pipeline.STAGES for p in pipeline.stage_outputs(s.name, Params())
+                .values() if not p.startswith("data/")}
+    prefixes |= {"runs/", "processed/", "interim/", "raw/"}
+    assert {"metrics/", "models/", "plots/", "predictions/", "reports/"} <= prefixes
+    offenders = []
+    for path in Path("avfmae").rglob("*.py"):
+        if path.as_posix() == "avfmae/pipeline.py":
+            continue
+        for text in _code_strings(ast.parse(path.read_text())):
+            if text.startswith(tuple(prefixes)) or any(f"/{p}" in text for p in prefixes):
+                offenders.append(f"{path}: {text!r}")
+    assert offenders == []

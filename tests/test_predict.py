@@ -22,7 +22,8 @@ import avfmae
 from avfmae.config import load_params
 from avfmae.data.clips import ClipDataset
 from avfmae.errors import UserError
-from avfmae.eval.evaluate import Task, evaluate
+from avfmae.eval.evaluate import evaluate
+from avfmae.tasks import Task
 from avfmae.eval.model_card import model_card, read_model_card
 from avfmae.eval.predict import collect_videos, resolve_checkpoint, resolve_device, window_starts
 from avfmae.train.checkpoint import export_weights

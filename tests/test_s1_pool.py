@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from avfmae.config import load_params
-from avfmae.eval.evaluate import Task
+from avfmae.tasks import Task
 from avfmae.train.finetune import Objective, regression_columns, training_rows
 
 

@@ -15,11 +15,12 @@ from param_files import edit_params
 from safetensors import safe_open
 
 from avfmae.config import ConfigError, load_params
-from avfmae.eval.evaluate import task_of
 from avfmae.models import load_pretrained_encoder
 from avfmae.pipeline import PRETRAIN_ENCODER, snakemake_params
 from avfmae.train.checkpoint import load_weights
-from avfmae.train.finetune import build_classifier, initialise
+from avfmae.models.loading import build_classifier
+from avfmae.tasks import task_of
+from avfmae.train.finetune import initialise
 from avfmae.train import pretrain as pretrain_module
 from avfmae.train.pretrain import pretrain
 

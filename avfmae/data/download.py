@@ -47,7 +47,8 @@ from http.client import HTTPException
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from avfmae.data import registry
+from avfmae import pipeline
+from avfmae.data import locations, registry
 from avfmae.data.registry import DatasetError, DatasetSpec
 
 if TYPE_CHECKING:
@@ -419,7 +420,7 @@ def _reuse_from_sibling(spec: DatasetSpec, item: Item, dest: Path, raw_root: Pat
 
 def _fetch_public(ds: str, spec: DatasetSpec, params: Params) -> Path:
     src = spec.source
-    out = registry.raw_dir(ds, params)
+    out = pipeline.path("download", "raw", params, ds=ds)
     work = out.with_name(f".{ds}.download")
     tree = work / "tree"
     tree.mkdir(parents=True, exist_ok=True)
@@ -554,13 +555,13 @@ def fingerprint(root: Path) -> dict:
 
 
 def _check_placed(ds: str, spec: DatasetSpec, params: Params) -> Path:
-    root = registry.media_root(ds, params)
+    root = locations.media_root(ds, params)
     missing = [p for p in spec.source.expect if not root.is_dir() or not _matches(root, p)]
-    if registry.local_copy(ds, params) is not None:
+    if locations.local_copy(ds, params) is not None:
         _check_local_copy(ds, spec, root, missing, params)
     elif not root.is_dir() or missing:
         raise DatasetError(licensed_guidance(spec, root, missing))
-    out = registry.raw_dir(ds, params)
+    out = pipeline.path("download", "raw", params, ds=ds)
     tmp = out.with_name(f".{ds}.download")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -577,7 +578,7 @@ def _check_local_copy(ds: str, spec: DatasetSpec, root: Path, missing: list[str]
                       params: Params) -> None:
     """A ``data.local_copies`` folder: outside the stage's output (which DVC replaces on every
     rerun), in the publisher's layout, and matching the checksums it carries."""
-    raw = registry.raw_dir(ds, params)
+    raw = pipeline.path("download", "raw", params, ds=ds)
     if _inside(root, raw):
         raise DatasetError(f"data.local_copies.{ds}: {root} is inside {raw}, the download "
                            "stage's output, which the pipeline replaces; move the copy elsewhere "
@@ -621,7 +622,7 @@ def _generate(ds: str, params: Params) -> Path:
     and resumes an interrupted run, so it writes straight to the raw folder."""
     from avfmae.data.synthetic.variants import generate_variant
 
-    out = registry.raw_dir(ds, params)
+    out = pipeline.path("download", "raw", params, ds=ds)
     out.parent.mkdir(parents=True, exist_ok=True)
     produced = Path(generate_variant(ds, params.data.synthetic, out))
     if produced.resolve() != out.resolve():
@@ -637,10 +638,10 @@ def _generate(ds: str, params: Params) -> Path:
 def download(ds: str, params: Params) -> Path:
     """Make ``{data.root}/raw/{ds}`` complete (see the module docstring); return it."""
     spec = registry.get(ds)
-    registry.raw_dir(ds, params).parent.mkdir(parents=True, exist_ok=True)
+    pipeline.path("download", "raw", params, ds=ds).parent.mkdir(parents=True, exist_ok=True)
     kind = spec.source.kind
     if kind == "generated":
         return _generate(ds, params)
-    if kind in ("licensed", "user") or registry.local_copy(ds, params) is not None:
+    if kind in ("licensed", "user") or locations.local_copy(ds, params) is not None:
         return _check_placed(ds, spec, params)
     return _fetch_public(ds, spec, params)

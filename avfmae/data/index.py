@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from avfmae.data import registry
+from avfmae import pipeline
+from avfmae.data import locations, registry
 from avfmae.data.parsers import Clip, ParseResult, load_parser
 from avfmae.data.parsers._common import cut_segment, encode_frames, natural_key
 from avfmae.data.registry import DatasetError, DatasetSpec
@@ -411,13 +412,13 @@ def index(ds: str, params: Params) -> tuple[Path, Path]:
     """Index dataset ``ds``: write ``{data.root}/interim/{ds}/{manifest,splits}.csv`` and
     ``index.json``; return the manifest and splits paths."""
     spec = registry.get(ds)
-    raw = registry.raw_dir(ds, params)
+    raw = pipeline.path("download", "raw", params, ds=ds)
     if not raw.is_dir():
         raise DatasetError(f"{raw} does not exist: run `avfmae download {ds}` first")
-    root = registry.media_root(ds, params)
+    root = locations.media_root(ds, params)
     if not root.is_dir():
         raise DatasetError(f"{root} does not exist: run `avfmae download {ds}` first")
-    out = registry.interim_dir(ds, params)
+    out = pipeline.path("index", "index", params, ds=ds)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     if tmp.exists():  # keep finished media of an interrupted run, drop the rest

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from avfmae.errors import UserError
@@ -36,10 +35,6 @@ __all__ = [
     "names",
     "labeled_names",
     "pool_names",
-    "raw_dir",
-    "interim_dir",
-    "media_root",
-    "local_copy",
     "describe",
     "describe_all",
 ]
@@ -606,39 +601,6 @@ def get(name: str) -> DatasetSpec:
         raise DatasetError(
             f"unknown dataset {name!r}; registry names are: {', '.join(_REGISTRY)}"
         ) from None
-
-
-def raw_dir(name: str, params: Params) -> Path:
-    """``{data.root}/raw/{name}``: the output of ``download(name)``."""
-    return Path(params.data.root) / "raw" / name
-
-
-def interim_dir(name: str, params: Params) -> Path:
-    """``{data.root}/interim/{name}``: the output of ``index(name)``."""
-    return Path(params.data.root) / "interim" / name
-
-
-def media_root(name: str, params: Params) -> Path:
-    """Where the dataset's own files are read: ``data.local_copies[name]`` when set, else the
-    raw folder of a public/generated dataset, the user-placed copy of a licensed one, the
-    user's folder for ``folder``."""
-    spec = get(name)
-    local = local_copy(name, params)
-    if local is not None:
-        return local
-    if spec.source.kind == "user":
-        custom = getattr(params.data, "folder_path", "") or ""
-        return Path(custom) if custom else Path(params.data.licensed_root) / spec.source.dir_name
-    if spec.source.kind == "licensed":
-        return Path(params.data.licensed_root) / spec.source.dir_name
-    return raw_dir(name, params)
-
-
-def local_copy(name: str, params: Params) -> Path | None:
-    """The folder ``data.local_copies[name]`` names, if any: an existing copy of the dataset,
-    read in place instead of being downloaded (or looked for under ``licensed_root``)."""
-    path = (getattr(params.data, "local_copies", {}) or {}).get(name, "")
-    return Path(path) if path else None
 
 
 def mirror(name: str, params: Params | None) -> str:

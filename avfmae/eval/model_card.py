@@ -18,10 +18,13 @@ from typing import Any
 
 import pandas as pd
 
+from avfmae import pipeline
 from avfmae.config import Params
 from avfmae.data.audio_features import FBANK_MEAN, FBANK_STD
 from avfmae.data.video_transforms import IMAGENET_MEAN, IMAGENET_STD
 from avfmae.errors import UserError
+from avfmae.eval.inference import eval_dataset
+from avfmae.preprocess.settings import Settings, fingerprint
 
 __all__ = ["CARD_KEY", "CARD_FORMAT", "ModelCard", "model_card", "read_model_card",
            "normalisation"]
@@ -78,15 +81,12 @@ class ModelCard:
 
 
 def model_card(params: Params, task: Any, *, stage: str, fold: int) -> ModelCard:
-    """The card of a model fine-tuned for ``task`` (an :class:`avfmae.eval.evaluate.Task`)
+    """The card of a model fine-tuned for ``task`` (an :class:`avfmae.tasks.Task`)
     under ``params``: geometry from the evaluation dataset, preprocessing from the clip store."""
-    from avfmae.eval.evaluate import eval_dataset
-    from avfmae.preprocess.settings import Settings, fingerprint
-
     empty = pd.DataFrame(columns=["clip_id", "video", "audio", *task.target_columns])
     windows = eval_dataset(params, empty, task)
     settings = Settings.from_config(params.preprocess)
-    store = Path(params.data.root) / "processed" / task.dataset / "fingerprint.json"
+    store = pipeline.path("preprocess", "clips", params, ds=task.dataset) / "fingerprint.json"
     if store.is_file():
         recorded = json.loads(store.read_text())
         fp, desc = recorded["fingerprint"], recorded["settings"]

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from avfmae import pipeline
 from avfmae.config import Params
 from avfmae.data import registry
 from avfmae.errors import UserError
@@ -27,9 +28,10 @@ from avfmae.io import atomic_write_text, pyplot, save_figure
 
 log = logging.getLogger(__name__)
 
-REPORT = Path("reports/report.md")
-SUMMARY = Path("metrics/summary.json")
-FIGURES = Path("plots/report")
+_REPORT_STAGE = pipeline.stage("report")
+REPORT = Path(_REPORT_STAGE.outs["report"])
+SUMMARY = Path(_REPORT_STAGE.metrics["summary"])
+FIGURES = Path(_REPORT_STAGE.plots["figures"])
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -42,7 +44,7 @@ def fold_table(params: Params, dataset: str, key: str = "test") -> pd.DataFrame:
     """One row per fold, one column per metric (scalars only) of ``test.json[key]``."""
     rows = {}
     for fold in params.data.folds:
-        result = _read_json(Path(f"metrics/{dataset}/fold{fold}/test.json"))
+        result = _read_json(pipeline.path("evaluate", "test", params, ds=dataset, fold=fold))
         rows[fold] = {m: v for m, v in result[key].items() if np.isscalar(v)}
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "fold"
@@ -61,7 +63,8 @@ def stage_comparison(params: Params, dataset: str) -> pd.DataFrame:
     for fold in params.data.folds:
         rows[fold] = {}
         for st in params.finetune.stages:
-            sel = _read_json(Path(f"metrics/{dataset}/fold{fold}/{st}.json"))
+            sel = _read_json(pipeline.path(f"finetune_{st}", "selection", params, ds=dataset,
+                                             fold=fold))
             rows[fold][st] = sel["val_best"][sel["selection_metric"]]
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "fold"
@@ -86,7 +89,8 @@ def fold_predictions(params: Params, dataset: str,
     # label names stay text even when they look like numbers (levels "1".."5")
     dtype = {"clip_id": str, "dimension": str} if regression else str
     return [pd.read_csv(p, dtype=dtype) for fold in params.data.folds
-            if (p := Path(f"plots/evaluate/{dataset}/fold{fold}.csv")).is_file()]
+            if (p := pipeline.path("evaluate", "confusion", params, ds=dataset,
+                                   fold=fold)).is_file()]
 
 
 def pooled_table(frames: list[pd.DataFrame], labels: list[str]) -> pd.DataFrame:
@@ -180,7 +184,7 @@ def _curves_figure(params: Params, dataset: str) -> Path | None:
     for fold in params.data.folds:
         offset = 0
         for st in params.finetune.stages:
-            path = Path(f"plots/finetune/{dataset}/fold{fold}/{st}.csv")
+            path = pipeline.path(f"finetune_{st}", "curves", params, ds=dataset, fold=fold)
             if not path.is_file():
                 continue
             curve = pd.read_csv(path)
@@ -211,7 +215,8 @@ def _dataset_section(params: Params, ds: str, summary: dict[str, Any]) -> list[s
     stats = mean_std(test)
     summary[ds] = {"test": stats, "test_last_epoch": mean_std(last),
                    "val_by_stage": mean_std(stages)}
-    first = _read_json(Path(f"metrics/{ds}/fold{params.data.folds[0]}/test.json"))
+    first = _read_json(pipeline.path("evaluate", "test", params, ds=ds,
+                                     fold=params.data.folds[0]))
     labels = first.get("labels", [])
     regression = "confusion_matrix" not in first and first.get("task") == "DEA"
     if regression:  # the per-dimension figures get a table of their own below

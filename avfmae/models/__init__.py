@@ -1,5 +1,5 @@
 """AVF-MAE++ models: LG encoders, IAV-CLM fusion, pretraining and classifier models, the scale
-registry and published-checkpoint conversion.
+registry, published-checkpoint conversion and weight loading.
 
 Importing this package registers ``avfmae_<scale>`` / ``avfmae_pretrain_<scale>`` with timm.
 """
@@ -7,13 +7,12 @@ Importing this package registers ``avfmae_<scale>`` / ``avfmae_pretrain_<scale>`
 from avfmae.models.classifier import AVFClassifier, Modality, layer_id
 from avfmae.models.convert import (
     ConversionReport,
-    LoadReport,
     convert_checkpoint,
     convert_state_dict,
     load_checkpoint,
-    load_pretrained_encoder,
 )
 from avfmae.models.factory import create_model
+from avfmae.models.loading import LoadReport, load_pretrained_encoder
 from avfmae.models.pretrain import AVFPretrain, ModalityIndex, PretrainIndex, PretrainOutput
 from avfmae.scales import SCALES, ModelScale, get_scale, scale_names
 

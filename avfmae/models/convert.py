@@ -1,4 +1,4 @@
-"""Published AVF-MAE++ checkpoints → our module names, and checkpoint loading helpers.
+"""Published AVF-MAE++ checkpoints → our module names.
 
 The published code (``XuecWu/AVF-MAE``) names parameters after its classes (``encoder.blocks.3.
 first_attn.q.weight``, ``encoder_fusion.blocks.0.lv1.weight``, …). Our modules carry cleaner
@@ -11,8 +11,8 @@ names; :func:`convert_state_dict` maps every published parameter and buffer onto
 * ER's 1×1 ``Conv1d`` weights (C, C, 1) squeezed to Linear weights (C, C).
 
 The fixed sinusoid tables are not in either state dict. :func:`convert_checkpoint` runs the
-conversion file → file; :func:`load_pretrained_encoder` loads a pretraining (or fine-tuning)
-checkpoint, ours or published, into a classifier.
+conversion file → file; :mod:`avfmae.models.loading` loads a checkpoint, ours or published,
+into a classifier.
 """
 
 from __future__ import annotations
@@ -24,18 +24,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from avfmae.io import atomic_write, atomic_write_bytes
+from avfmae.models.factory import create_model
 from avfmae.scales import SCALES, ModelScale, get_scale
 
 __all__ = [
     "ConversionReport",
-    "LoadReport",
     "convert_state_dict",
     "convert_checkpoint",
     "load_checkpoint",
-    "load_pretrained_encoder",
     "encoder_size_mismatch",
     "unwrap_state_dict",
 ]
@@ -280,8 +279,6 @@ def convert_state_dict(
     Returns the converted state dict and a :class:`ConversionReport` that compares it with the
     target model built (on the meta device) at ``scale`` (inferred from the shapes when None).
     """
-    from avfmae.models.factory import create_model  # local: factory imports this module
-
     src = unwrap_state_dict(checkpoint)
     kind = "pretrain" if any(k.startswith(("decoder.", "mask_token")) for k in src) else "finetune"
     out: dict[str, Tensor] = {}
@@ -415,73 +412,3 @@ def encoder_size_mismatch(state_dict: Mapping[str, Tensor], scale: str | ModelSc
         return ""
     fits = [s.name for s in SCALES.values() if all(getattr(s, k) == v for k, v in got.items())]
     return ", ".join(diff) + (f"; it is a {fits[0]!r} checkpoint" if fits else "")
-
-
-@dataclass
-class LoadReport:
-    """Result of :func:`load_pretrained_encoder`."""
-
-    loaded: list[str]
-    missing: list[str]
-    unused: list[str]
-    shape_mismatches: list[str]
-
-    def parts(self) -> str:
-        """One line naming the top-level modules that were loaded and those that start from
-        their fresh initialisation, e.g. ``loaded video_encoder (52 tensors); random init:
-        audio_encoder (52 tensors), fusion (40 tensors), heads (2 tensors)``; a module only
-        partly loaded is counted on both sides."""
-        def grouped(names: list[str]) -> str:
-            counts: dict[str, int] = {}
-            for name in names:
-                top = name.split(".")[0]
-                counts[top] = counts.get(top, 0) + 1
-            return ", ".join(f"{top} ({n} tensors)" for top, n in counts.items()) or "nothing"
-
-        return f"loaded {grouped(self.loaded)}; random init: {grouped(self.missing)}"
-
-    def __str__(self) -> str:
-        lines = [f"loaded {len(self.loaded)} tensors"]
-        for title, items in (
-            ("freshly initialised (not in the checkpoint)", self.missing),
-            ("checkpoint tensors not used", self.unused),
-            ("shape mismatches (kept initialised)", self.shape_mismatches),
-        ):
-            if items:
-                lines.append(f"  {title} ({len(items)}): " + ", ".join(items[:12])
-                             + (" …" if len(items) > 12 else ""))
-        return "\n".join(lines)
-
-
-def load_pretrained_encoder(model: nn.Module, checkpoint: Mapping[str, object]) -> LoadReport:
-    """Load the encoders (and fusion, when present) of a checkpoint into ``model``.
-
-    ``checkpoint``: a state dict (or ``{'model': …}``) of our pretraining or classifier model, or
-    a published one (converted first, to the model's ER norm). Every tensor whose name and shape
-    match is copied except classification heads (``head``/``heads``); so a pretraining
-    checkpoint fills encoders and fusion, and a classifier checkpoint (e.g. from the previous
-    fine-tuning stage) also brings ``fc_norm`` and the layer weights. Raises ValueError when no
-    encoder tensor matches.
-    """
-    state = unwrap_state_dict(checkpoint)
-    if is_published(state):
-        bn = any(isinstance(m, nn.BatchNorm1d) for m in model.modules())
-        state, _ = convert_state_dict(state, scale=model.scale, reference_compatible=bn)
-    own = model.state_dict()
-    loadable = {
-        k: v for k, v in state.items()
-        if k in own and own[k].shape == v.shape and not k.startswith(("head.", "heads."))
-    }
-    if not any(k.startswith(("video_encoder.", "audio_encoder.")) for k in loadable):
-        raise ValueError("the checkpoint holds no encoder tensor of this model")
-    model.load_state_dict(loadable, strict=False)
-    mismatched = [
-        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-        for k, v in state.items() if k in own and own[k].shape != v.shape
-    ]
-    return LoadReport(
-        loaded=sorted(loadable),
-        missing=[k for k in own if k not in loadable],
-        unused=[k for k in state if k not in own],
-        shape_mismatches=mismatched,
-    )

@@ -10,6 +10,7 @@ an output (worker count, the reject-fraction limit) is recorded but not hashed.
 
 from __future__ import annotations
 
+import importlib.metadata
 import dataclasses
 import hashlib
 import json
@@ -20,7 +21,6 @@ from typing import Any
 
 import cv2
 
-import avfmae
 from avfmae.config import PreprocessConfig
 
 from .mtcnn import weights_sha256
@@ -108,7 +108,7 @@ def _library_versions() -> dict[str, Any]:
         "opencv": cv2.__version__,
         "torchcodec": torchcodec.__version__,
         "ffmpeg": ffmpeg,
-        "avfmae": avfmae.__version__,
+        "avfmae": importlib.metadata.version("avfmae"),
         "preprocess_version": PREPROCESS_VERSION,
     }
 

@@ -45,6 +45,7 @@ from typing import Any, Iterator
 import pandas as pd
 from tqdm import tqdm
 
+from avfmae import pipeline
 from avfmae.config import Params, PreprocessConfig
 from avfmae.errors import UserError
 from avfmae.io import atomic_write_text
@@ -88,14 +89,13 @@ def preprocess(ds: str, params: Params, *, progress: bool = True) -> Path:
     and stderr); the per-clip lines (timings, each reject, tracebacks) to
     ``logs/preprocess/{ds}.clips.log``.
     """
-    root = Path(params.data.root)
-    manifest = root / "interim" / ds / "manifest.csv"
+    manifest = pipeline.path("index", "index", params, ds=ds) / "manifest.csv"
     if not manifest.is_file():
         raise UserError(f"{manifest}: no index manifest; run `avfmae index {ds}` first")
     return preprocess_manifest(
-        manifest, root / "processed" / ds, params.preprocess, name=ds, progress=progress,
-        log_file=Path("logs") / "preprocess" / f"{ds}.clips.log",
-        staging=Path("runs") / "preprocess" / ds,
+        manifest, pipeline.path("preprocess", "clips", params, ds=ds), params.preprocess,
+        name=ds, progress=progress, log_file=Path("logs") / "preprocess" / f"{ds}.clips.log",
+        staging=pipeline.path("preprocess", "run", params, ds=ds),
     )
 
 

@@ -28,25 +28,18 @@ import pandas as pd
 import torch
 from torch import nn
 
+from avfmae import pipeline
 from avfmae.config import Params, StageConfig
 from avfmae.data import registry
 from avfmae.data.clips import ClipDataset
 from avfmae.errors import UserError
-from avfmae.eval.evaluate import (
-    Task,
-    eval_dataset,
-    predict,
-    scalars,
-    split_rows,
-    stage_model_dir,
-    task_metrics,
-    task_of,
-)
+from avfmae.eval.inference import eval_dataset, predict, scalars, task_metrics
 from avfmae.eval.model_card import model_card
 from avfmae.io import atomic_write_text, content_digest
-from avfmae.models import AVFClassifier, create_model, load_pretrained_encoder
+from avfmae.models import AVFClassifier
 from avfmae.models.convert import encoder_size_mismatch, load_checkpoint
-from avfmae.pipeline import PRETRAIN_ENCODER, init_checkpoint
+from avfmae.models.loading import build_classifier, load_pretrained_encoder, load_weights_into
+from avfmae.tasks import Task, split_rows, task_of
 from avfmae.train.amp import Precision
 from avfmae.train.checkpoint import export_weights, load_weights
 from avfmae.train.distributed import (
@@ -67,33 +60,6 @@ log = logging.getLogger(__name__)
 MIX_STREAM = 2  # key separating mixup randomness from other per-step randomness
 
 
-def build_classifier(params: Params, heads: dict[str, int],
-                     drop_path: float | None = None) -> AVFClassifier:
-    """The classifier of ``model.scale`` with one head per dataset."""
-    kwargs: dict[str, Any] = dict(params.model.overrides)
-    if drop_path is not None:
-        kwargs["drop_path_rate"] = drop_path
-    return create_model(params.model.scale, num_classes=heads,
-                        modality=params.finetune.modality,
-                        head_init_scale=params.finetune.head_init_scale,
-                        reference_compatible=params.model.reference_compatible, **kwargs)
-
-
-def load_weights_into(model: nn.Module, path: Path, *, heads: bool) -> list[str]:
-    """Copy the tensors of ``path`` whose names and shapes match into ``model``.
-
-    With ``heads=False`` classification heads are left fresh. Returns the loaded names.
-    """
-    state = load_weights(path)
-    own = model.state_dict()
-    loadable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape
-                and (heads or not k.startswith(("head.", "heads.")))}
-    if not loadable:
-        raise UserError(f"{path}: no tensor matches this model (different scale or modality?)")
-    model.load_state_dict(loadable, strict=False)
-    return sorted(loadable)
-
-
 def previous_stage(params: Params, stage: str) -> str | None:
     order = list(params.finetune.stages)
     at = order.index(stage)
@@ -105,7 +71,7 @@ def initialise(model: AVFClassifier, params: Params, dataset: str, fold: int,
     """Load the weights a stage starts from; returns a description for the log."""
     prev = previous_stage(params, stage)
     if prev is not None:
-        path = stage_model_dir(params, dataset, fold, prev) / "best.safetensors"
+        path = model_dir(params, dataset, fold, prev) / "best.safetensors"
         if not path.is_file():
             raise UserError(f"{path} is missing: run stage {prev} first")
         # s2 trains a fresh head on the frozen features; s3 continues s2's head
@@ -115,7 +81,7 @@ def initialise(model: AVFClassifier, params: Params, dataset: str, fold: int,
         return "random initialisation"
     if params.finetune.init != "pretrained":
         return load_init_checkpoint(model, Path(params.finetune.init))
-    path = Path(PRETRAIN_ENCODER)
+    path = pipeline.path("pretrain", "encoder", params)
     if not path.is_file():
         raise UserError(f"{path} is missing: run `avfmae pretrain` (or set finetune.init: "
                         "random)")
@@ -226,13 +192,13 @@ def stage_reads(params: Params, dataset: str, fold: int, stage: str) -> list[Pat
     and splits (``data/interim``) of the datasets it trains and selects on."""
     prev = previous_stage(params, stage)
     if prev is not None:
-        init = [stage_model_dir(params, dataset, fold, prev) / "best.safetensors"]
+        init = [model_dir(params, dataset, fold, prev) / "best.safetensors"]
     else:
-        start = init_checkpoint(params)
+        start = pipeline.init_checkpoint(params)
         init = [Path(start)] if start else []
     datasets = pooled_datasets(params, dataset, stage)
-    root = Path(params.data.root)
-    return [*init, *(root / part / ds for ds in datasets for part in ("processed", "interim"))]
+    return [pipeline.path(producer, role, params, ds=ds) for ds in datasets
+            for producer, role in (("preprocess", "clips"), ("index", "index"))]
 
 
 def freeze_encoders(model: AVFClassifier) -> int:
@@ -347,7 +313,7 @@ def finetune(params: Params, stage: str, dataset: str, fold: int, resume: str = 
     schedule = WarmupCosineSchedule(optimizer, peak_lr=peak, min_lr=cfg.min_lr,
                                     warmup_steps=round(cfg.warmup_epochs * steps_per_epoch),
                                     total_steps=cfg.epochs * steps_per_epoch)
-    run_dir = Path(f"runs/finetune/{dataset}/fold{fold}/{stage}")
+    run_dir = pipeline.path(f"finetune_{stage}", "run", params, ds=dataset, fold=fold)
     loop = Loop(model=model, module=module, loader=loader, sampler=sampler,
                 optimizer=optimizer, schedule=schedule,
                 precision=Precision.create(params.finetune.amp, info.device),
@@ -376,7 +342,12 @@ def finetune(params: Params, stage: str, dataset: str, fold: int, resume: str = 
         _write_outputs(params, dataset, fold, stage, module, target, history, best_path)
         finish_run(run_dir)
     cleanup_distributed()
-    return stage_model_dir(params, dataset, fold, stage)
+    return model_dir(params, dataset, fold, stage)
+
+
+def model_dir(params: Params, dataset: str, fold: int, stage: str) -> Path:
+    """Where fine-tuning ``stage`` of a fold writes its ``best``/``last`` weights."""
+    return pipeline.path(f"finetune_{stage}", "model", params, ds=dataset, fold=fold)
 
 
 def checkpoint_metadata(params: Params, target: Task, stage: str, fold: int,
@@ -389,7 +360,7 @@ def checkpoint_metadata(params: Params, target: Task, stage: str, fold: int,
 
 def _write_outputs(params: Params, dataset: str, fold: int, stage: str, module: nn.Module,
                    target: Task, history: list[dict[str, float]], best_path: Path) -> None:
-    out = stage_model_dir(params, dataset, fold, stage)
+    out = model_dir(params, dataset, fold, stage)
     key = f"val_{target.selection_metric}"
     best = max(history, key=lambda h: h[key])
     out.mkdir(parents=True, exist_ok=True)
@@ -403,11 +374,12 @@ def _write_outputs(params: Params, dataset: str, fold: int, stage: str, module: 
         "val_last": {k.removeprefix("val_"): v for k, v in history[-1].items()
                      if k.startswith("val_")},
     }
-    atomic_write_text(Path(f"metrics/{dataset}/fold{fold}/{stage}.json"),
+    where = {"ds": dataset, "fold": fold}
+    atomic_write_text(pipeline.path(f"finetune_{stage}", "selection", params, **where),
                       json.dumps(selection, indent=2) + "\n")
     curve = pd.DataFrame([{"epoch": h["epoch"], "train_loss": h["loss"], key: h[key]}
                           for h in history])
-    atomic_write_text(Path(f"plots/finetune/{dataset}/fold{fold}/{stage}.csv"),
+    atomic_write_text(pipeline.path(f"finetune_{stage}", "curves", params, **where),
                       curve.to_csv(index=False))
     log.info("%s %s fold %d: best epoch %d (%s %.4f)", stage, dataset, fold, best["epoch"],
              key, best[key])

@@ -32,9 +32,9 @@ from avfmae.config import Params
 from avfmae.data.clips import ClipDataset, load_store
 from avfmae.errors import UserError
 from avfmae.io import atomic_write_text, content_digest
-from avfmae.masking import dual_masks
+from avfmae.masking import sample_masks
 from avfmae.models import AVFPretrain, create_model
-from avfmae.pipeline import PRETRAIN_ENCODER
+from avfmae import pipeline
 from avfmae.train.amp import Precision
 from avfmae.train.checkpoint import export_weights
 from avfmae.train.distributed import (
@@ -48,21 +48,18 @@ from avfmae.train.distributed import (
 from avfmae.train.loop import Loop, finish_run, prepare_run_dir
 from avfmae.train.losses import pretraining_losses
 from avfmae.train.optim import WarmupCosineSchedule, build_optimizer, scaled_lr
-from avfmae.train.seeding import make_generator, seed_everything
+from avfmae.train.seeding import seed_everything
+from avfmae.train.visualize import save_reconstructions
 
 log = logging.getLogger(__name__)
 
-RUN_DIR = Path("runs/pretrain")
-METRICS = Path("metrics/pretrain.json")
-PLOTS = Path("plots/pretrain")
-MASK_STREAM = 1  # key that separates mask randomness from augmentation randomness
 
 
 def pool_rows(params: Params) -> pd.DataFrame:
     """Unlabeled clips of every pretraining-pool dataset's clip store."""
     frames = []
     for ds in params.data.pretrain_pool:
-        rows = load_store(Path(params.data.root) / "processed" / ds)
+        rows = load_store(pipeline.path("preprocess", "clips", params, ds=ds))
         frames.append(rows[~rows["labeled"].astype(bool)])
     rows = pd.concat(frames, ignore_index=True)
     if rows.empty:
@@ -83,17 +80,6 @@ def build_pretrain_model(params: Params) -> AVFPretrain:
                         modality=cfg.modality, **params.model.overrides)
 
 
-def sample_masks(params: Params, epoch: int, index: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Dual masks per sample, keyed by (seed, epoch, clip index): independent of batch
-    composition, world size and resuming."""
-    per_sample = [
-        dual_masks(1, params.pretrain,
-                   generator=make_generator(params.pretrain.seed, MASK_STREAM, epoch, int(i)))
-        for i in index
-    ]
-    return {k: torch.cat([m[k] for m in per_sample]) for k in per_sample[0]}
-
-
 def run_settings(params: Params) -> dict[str, Any]:
     """What determines the result (not worker counts or checkpoint frequency)."""
     cfg = dataclasses.asdict(params.pretrain)
@@ -101,7 +87,7 @@ def run_settings(params: Params) -> dict[str, Any]:
         cfg.pop(key)
     # every file of each clip store: the manifest alone stays identical when e.g. a new crf
     # re-encodes the faces under the same names
-    stores = content_digest(Path(params.data.root) / "processed" / ds
+    stores = content_digest(pipeline.path("preprocess", "clips", params, ds=ds)
                             for ds in params.data.pretrain_pool)
     return {"model": dataclasses.asdict(params.model), "pretrain": cfg, "inputs": stores}
 
@@ -109,6 +95,8 @@ def run_settings(params: Params) -> dict[str, Any]:
 def pretrain(params: Params, resume: str = "auto") -> Path:
     """Run (or resume) pretraining; returns the exported encoder path."""
     cfg = params.pretrain
+    run_dir = pipeline.path("pretrain", "run", params)
+    encoder = pipeline.path("pretrain", "encoder", params)
     info = init_distributed()
     seed_everything(cfg.seed + info.rank)
     dataset = ClipDataset(pool_rows(params), "pretrain", seed=cfg.seed)
@@ -136,7 +124,7 @@ def pretrain(params: Params, resume: str = "auto") -> Path:
     loop = Loop(
         model=model, module=module, loader=loader, sampler=sampler, optimizer=optimizer,
         schedule=schedule, precision=Precision.create(cfg.amp, info.device),
-        checkpoints=prepare_run_dir(RUN_DIR, run_settings(params), resume),
+        checkpoints=prepare_run_dir(run_dir, run_settings(params), resume),
         epochs=cfg.epochs, clip_grad=cfg.clip_grad, every_steps=cfg.checkpoint_every_steps,
         desc="pretrain")
     loop.resume(resume)
@@ -147,7 +135,7 @@ def pretrain(params: Params, resume: str = "auto") -> Path:
 
     def step(batch: dict[str, Any], epoch: int) -> dict[str, torch.Tensor]:
         masks = {k: v.to(info.device) for k, v in
-                 sample_masks(params, epoch, batch["index"]).items()}
+                 sample_masks(params.pretrain, epoch, batch["index"]).items()}
         video, audio = model_inputs(module, batch, info.device)
         out = model(video, audio, masks["encoder_mask_video"], masks["encoder_mask_audio"],
                     masks["decoder_mask_video"], masks["decoder_mask_audio"])
@@ -161,13 +149,13 @@ def pretrain(params: Params, resume: str = "auto") -> Path:
     history = loop.fit(step)
     elapsed = time.perf_counter() - started
     if is_main_process():
-        export_weights(encoder_state(module), PRETRAIN_ENCODER,
+        export_weights(encoder_state(module), encoder,
                        metadata={"scale": params.model.scale, "kind": "avfmae-pretrain",
                                  "modality": cfg.modality})
         _write_outputs(params, module, dataset, history, loop.steps, elapsed)
-        finish_run(RUN_DIR)
+        finish_run(run_dir)
     cleanup_distributed()
-    return Path(PRETRAIN_ENCODER)
+    return encoder
 
 
 def model_inputs(module: AVFPretrain, batch: dict[str, Any],
@@ -187,11 +175,10 @@ def encoder_state(module: AVFPretrain) -> dict[str, torch.Tensor]:
 def _write_outputs(params: Params, module: AVFPretrain, dataset: ClipDataset,
                    history: list[dict[str, float]], steps: list[dict[str, float]],
                    elapsed: float) -> None:
-    from avfmae.train.visualize import save_reconstructions
-
-    PLOTS.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(steps).to_csv(PLOTS / "losses.csv", index=False)
-    save_reconstructions(params, module, dataset, PLOTS)
+    plots = pipeline.path("pretrain", "figures", params)
+    plots.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(steps).to_csv(plots / "losses.csv", index=False)
+    save_reconstructions(params, module, dataset, plots)
     first, last = history[0], history[-1]
     metrics = {
         "epochs": len(history), "steps": len(steps), "clips": len(dataset),
@@ -199,4 +186,5 @@ def _write_outputs(params: Params, module: AVFPretrain, dataset: ClipDataset,
         "last_epoch": {k: v for k, v in last.items() if k != "epoch"},
         "wall_s_this_run": round(elapsed, 1),
     }
-    atomic_write_text(METRICS, json.dumps(metrics, indent=2) + "\n")
+    atomic_write_text(pipeline.path("pretrain", "summary", params),
+                      json.dumps(metrics, indent=2) + "\n")

@@ -16,6 +16,7 @@ import torch
 from avfmae.config import Params
 from avfmae.data.clips import ClipDataset
 from avfmae.io import pyplot, save_figure
+from avfmae.masking import sample_masks
 from avfmae.models import AVFPretrain, PretrainOutput
 from avfmae.train.losses import IMAGENET_MEAN, IMAGENET_STD
 
@@ -98,8 +99,6 @@ def save_reconstructions(params: Params, model: AVFPretrain, dataset: ClipDatase
                          out_dir: Path, n_clips: int = 2) -> list[Path]:
     """``recon_video.png`` and ``recon_audio.png`` for the first ``n_clips`` pool clips (only
     the modality a one-modality model reconstructs)."""
-    from avfmae.train.pretrain import sample_masks
-
     plt = pyplot()
 
     was_training = model.training
@@ -109,7 +108,7 @@ def save_reconstructions(params: Params, model: AVFPretrain, dataset: ClipDatase
     items = [dataset[i] for i in range(min(n_clips, len(dataset)))]
     video = torch.stack([it["video"] for it in items])
     audio = torch.stack([it["audio"] for it in items])
-    masks = sample_masks(params, 0, torch.tensor([it["index"] for it in items]))
+    masks = sample_masks(params.pretrain, 0, torch.tensor([it["index"] for it in items]))
     out = model(video.to(device) if model.has("video") else None,
                 audio.to(device) if model.has("audio") else None,
                 masks["encoder_mask_video"].to(device),

@@ -79,7 +79,7 @@ def test_s1_never_trains_on_held_out_media_of_any_dataset(families_repo: Path):
     """What s1 trains on (the rows `training_rows` gives it) shares no media, by resolved path
     or by content, with the target fold's validation or test split."""
     from avfmae.config import load_params
-    from avfmae.eval.evaluate import split_rows
+    from avfmae.tasks import split_rows
     from avfmae.train.finetune import training_rows
 
     cwd = os.getcwd()

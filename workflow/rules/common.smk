@@ -4,7 +4,7 @@
 def outputs(name):
     return {
         k: directory(v) if pipeline.is_directory(v) else v
-        for k, v in pipeline.stage_outputs(name).items()
+        for k, v in pipeline.stage_outputs(name, PARAMS).items()
     }
 
 
