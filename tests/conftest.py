@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from param_files import MICRO, edit_params, set_keys
+from param_files import MICRO, default_params, set_keys, write_default_params
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -18,10 +18,10 @@ def repo_root() -> Path:
 
 @pytest.fixture
 def write_params(tmp_path: Path):
-    """Write params.yaml from the committed one with some keys changed (dotted → value)."""
+    """Write params.yaml of the code's defaults with some keys changed (dotted → value)."""
 
     def write(changes: dict[str, object] | None = None, drop: str | None = None) -> Path:
-        raw = set_keys(yaml.safe_load((REPO / "params.yaml").read_text()), changes or {})
+        raw = set_keys(default_params(), changes or {})
         if drop:
             *parents, leaf = drop.split(".")
             node = raw
@@ -47,8 +47,7 @@ def micro_store(tmp_path_factory) -> Path:
     from avfmae.preprocess import preprocess
 
     work = tmp_path_factory.mktemp("micro")
-    (work / "params.yaml").write_text((REPO / "params.yaml").read_text())
-    edit_params(work / "params.yaml", MICRO)
+    write_default_params(work / "params.yaml", MICRO)
     cwd = os.getcwd()
     os.chdir(work)
     try:

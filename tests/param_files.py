@@ -1,10 +1,19 @@
-"""Editing params files in tests, and the micro configuration that keeps real stages fast."""
+"""Editing params files in tests, and the micro configuration that keeps real stages fast.
+
+Tests start from the code's defaults (:class:`avfmae.config.Params`), never from the values in
+the checkout's ``params.yaml``: that file is the user's, and an ablation edit there must not
+change what the test suite runs.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Any
 
 import yaml
+
+from avfmae.config import Params
 
 # Small enough for a 2-core CI machine, big enough that every stage does real work.
 MICRO = {
@@ -44,3 +53,19 @@ def edit_params(path: Path, changes: dict[str, object]) -> None:
     """Change dotted keys of a params file in place."""
     raw = set_keys(yaml.safe_load(path.read_text()), changes)
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+def default_params() -> dict[str, Any]:
+    """Every params key with the code's default value, as ``params.yaml`` holds it."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return [plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+    return plain(dataclasses.asdict(Params()))
+
+
+def write_default_params(path: Path, changes: dict[str, object] | None = None) -> Path:
+    """Write a params file of the code's defaults with ``changes`` (dotted keys) applied."""
+    path.write_text(yaml.safe_dump(set_keys(default_params(), changes or {}), sort_keys=False))
+    return path

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+
+from param_files import edit_params, write_default_params
 
 from avfmae.cli import build_parser
 
@@ -49,18 +50,16 @@ def test_usage_error_is_argparse_exit_2():
     assert "invalid choice" in res.stderr
 
 
-def test_pipeline_check_flags_stale_files(repo_root, tmp_path):
-    for rel in ("params.yaml", "dvc.yaml", "workflow/schemas/params.schema.json"):
-        dst = tmp_path / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        dst.write_text((repo_root / rel).read_text())
+def test_pipeline_check_flags_stale_files(tmp_path):
+    write_default_params(tmp_path / "params.yaml")
+    assert subprocess.run([*AVFMAE, "pipeline"], capture_output=True, cwd=tmp_path).returncode == 0
+    generated = (tmp_path / "dvc.yaml").read_text()
     ok = subprocess.run([*AVFMAE, "pipeline", "--check"], capture_output=True, text=True,
                         cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
-    (tmp_path / "params.yaml").write_text(
-        (repo_root / "params.yaml").read_text().replace("folds: [1, 2, 3]", "folds: [1, 2]"))
+    edit_params(tmp_path / "params.yaml", {"data.folds": [1, 2]})
     stale = subprocess.run([*AVFMAE, "pipeline", "--check"], capture_output=True, text=True,
                            cwd=tmp_path)
     assert stale.returncode == 2
     assert "stale generated files: dvc.yaml" in stale.stderr
-    assert Path(tmp_path / "dvc.yaml").read_text() == (repo_root / "dvc.yaml").read_text()
+    assert (tmp_path / "dvc.yaml").read_text() == generated

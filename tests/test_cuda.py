@@ -155,7 +155,7 @@ def test_predict_on_cuda_matches_the_cpu(tmp_path):
     import dataclasses
 
     import avfmae
-    from avfmae.config import SyntheticConfig, load_params
+    from avfmae.config import Params, SyntheticConfig
     from avfmae.data import registry
     from avfmae.data.synthetic import generate
     from avfmae.tasks import Task
@@ -163,7 +163,7 @@ def test_predict_on_cuda_matches_the_cpu(tmp_path):
     from avfmae.models.loading import build_classifier
     from avfmae.train.finetune import checkpoint_metadata
 
-    params = load_params(HERE.parent / "params.yaml")
+    params = Params()
     params = dataclasses.replace(params, model=dataclasses.replace(params.model, scale="tiny"))
     task = Task("synthetic", "CEA", tuple(registry.get("synthetic").labels))
     ckpt = export_weights(build_classifier(params, {task.dataset: task.outputs}),

@@ -19,7 +19,7 @@ from param_files import edit_params
 from safetensors.torch import load_file
 
 import avfmae
-from avfmae.config import load_params
+from avfmae.config import Params, load_params
 from avfmae.data.clips import ClipDataset
 from avfmae.errors import UserError
 from avfmae.eval.evaluate import evaluate
@@ -60,7 +60,7 @@ def test_windows_are_evaluations_until_a_video_is_long(num_windows: int):
     Task("synthetic_valence5", "DEA", ("1", "2", "3", "4", "5"), regression=False),
 ], ids=["categorical", "dimensional", "levelled"])
 def test_every_task_kind_gets_a_model_card(task: Task, tmp_path: Path):
-    params = load_params(Path(__file__).parents[1] / "params.yaml")
+    params = Params()
     card = model_card(params, task, stage="s3", fold=1)
     assert card.regression == task.regression and card.names == list(task.names)
     assert card.geometry["num_windows"] == params.eval.num_windows

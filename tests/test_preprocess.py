@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from avfmae.config import PreprocessConfig, load_params
+from avfmae.config import Params, PreprocessConfig
 from avfmae.errors import UserError
 from avfmae.preprocess import (
     PreprocessError,
@@ -277,7 +277,7 @@ def test_long_clips_take_the_two_pass_path_with_identical_output(tmp_path, monke
 
 
 def test_bad_manifests_fail_clearly(tmp_path):
-    params = load_params(REPO / "params.yaml")
+    params = Params()
     params = dataclasses.replace(params, data=dataclasses.replace(params.data, root=str(tmp_path)))
     with pytest.raises(UserError, match="avfmae index nothing"):
         preprocess("nothing", params)

@@ -197,8 +197,8 @@ def stage_reads(params: Params, dataset: str, fold: int, stage: str) -> list[Pat
         start = pipeline.init_checkpoint(params)
         init = [Path(start)] if start else []
     datasets = pooled_datasets(params, dataset, stage)
-    return [pipeline.path(producer, role, params, ds=ds) for ds in datasets
-            for producer, role in (("preprocess", "clips"), ("index", "index"))]
+    return [*init, *(pipeline.path(producer, role, params, ds=ds) for ds in datasets
+                     for producer, role in (("preprocess", "clips"), ("index", "index")))]
 
 
 def freeze_encoders(model: AVFClassifier) -> int:

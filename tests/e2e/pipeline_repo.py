@@ -13,7 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from param_files import MICRO, edit_params
+from param_files import MICRO, edit_params, write_default_params
+
+from avfmae.config import load_params
+from avfmae.pipeline import generated_files
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -40,7 +43,9 @@ def set_params(repo: Path, changes: dict[str, object]) -> None:
 
 
 def copy_checkout(dst: Path) -> Path:
-    """The files a clean clone would have, as a fresh git repository with one commit."""
+    """The files a clean clone would have, as a fresh git repository with one commit; its
+    ``params.yaml`` holds the code's defaults (not this checkout's edits) and the generated
+    files match it."""
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
                            capture_output=True, text=True, check=True).stdout.split("\0")
     for rel in filter(None, files):
@@ -51,6 +56,9 @@ def copy_checkout(dst: Path) -> Path:
         elif src.is_file():
             (dst / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst / rel)
+    write_default_params(dst / "params.yaml")
+    for rel, text in generated_files(load_params(dst / "params.yaml")).items():
+        (dst / rel).write_text(text)
     git(dst, "init", "-q")
     git(dst, "add", "-A")
     git(dst, "commit", "-qm", "clean checkout")
