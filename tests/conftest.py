@@ -47,7 +47,8 @@ def micro_store(tmp_path_factory) -> Path:
     from avfmae.preprocess import preprocess
 
     work = tmp_path_factory.mktemp("micro")
-    (work / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    for name in ("params.yaml", "dvc.yaml"):  # the files that make it a project for the CLI
+        (work / name).write_text((REPO / name).read_text())
     edit_params(work / "params.yaml", MICRO)
     cwd = os.getcwd()
     os.chdir(work)
