@@ -1,8 +1,10 @@
 """``avfmae <stage> [options]``: one subcommand per pipeline stage, plus a few tools.
 
-Each subcommand validates ``params.yaml`` first, then makes one call into the library. Errors a
-user can fix (:class:`avfmae.errors.UserError`) print a message and exit with status 2; no
-traceback. Every run also logs to ``logs/<stage>/<key>.log``.
+Commands that use the project run from any folder inside it: they find its root (the nearest
+folder up holding ``params.yaml`` and ``dvc.yaml``), work there, validate ``params.yaml`` first,
+then make one call into the library. ``datasets``, ``convert`` and ``predict`` need no project.
+Errors a user can fix (:class:`avfmae.errors.UserError`) print one line and exit with status 2;
+the traceback goes only to the stage's log, ``logs/<stage>/<key>.log`` at the root.
 """
 
 from __future__ import annotations
@@ -25,6 +27,12 @@ log = logging.getLogger("avfmae")
 EXIT_USER_ERROR = 2
 # commands that write pipeline outputs: one run at a time per checkout (avfmae/lock.py)
 PIPELINE_STAGES = {"download", "index", "preprocess", "pretrain", "finetune", "evaluate", "report"}
+# commands that read no params.yaml, so they run anywhere and paths are the caller's
+STANDALONE = {"datasets", "convert", "predict"}
+PROJECT_FILE = "params.yaml"
+# log records only the stage's log file gets (tracebacks behind a one-line error)
+_FILE_ONLY = {"file_only": True}
+_handlers: list[logging.Handler] = []
 
 
 def _cmd_params(args: argparse.Namespace, params: Params) -> None:
@@ -44,7 +52,7 @@ def _cmd_pipeline(args: argparse.Namespace, params: Params) -> None:
     print("up to date" if not stale else f"wrote {', '.join(stale)}")
 
 
-def _cmd_datasets(args: argparse.Namespace, params: Params) -> None:
+def _cmd_datasets(args: argparse.Namespace, params: None) -> None:
     from avfmae.data.registry import describe_all
 
     print(describe_all())
@@ -94,13 +102,27 @@ def _cmd_report(args: argparse.Namespace, params: Params) -> None:
     print(report(params))
 
 
-def _cmd_convert(args: argparse.Namespace, params: Params) -> None:
+def _cmd_convert(args: argparse.Namespace, params: None) -> None:
     from avfmae.models.convert import convert_checkpoint
 
-    print(convert_checkpoint(Path(args.src), Path(args.dst), scale=args.scale))
+    print(convert_checkpoint(Path(args.src), Path(args.dst), scale=args.scale,
+                             sizes=dict(args.size)))
 
 
-def _cmd_predict(args: argparse.Namespace, params: Params | None) -> None:
+def _scale_field(text: str) -> tuple[str, object]:
+    """``FIELD=VALUE`` of ``--size``; the value is YAML, as in params.yaml (``[0, 2, 3]``)."""
+    import yaml
+
+    field, sep, value = text.partition("=")
+    if not sep or not field:
+        raise argparse.ArgumentTypeError(f"{text!r} is not FIELD=VALUE")
+    try:
+        return field, yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise argparse.ArgumentTypeError(f"{text!r}: the value is not YAML") from None
+
+
+def _cmd_predict(args: argparse.Namespace, params: None) -> None:
     from avfmae.eval.predict import predict
 
     result = predict(args.inputs, args.model, device=args.device, batch_size=args.batch_size,
@@ -131,10 +153,12 @@ def _add_nproc(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _relaunch_under_torchrun(args: argparse.Namespace, argv: Sequence[str]) -> int | None:
+def _relaunch_under_torchrun(args: argparse.Namespace, argv: Sequence[str],
+                             params_file: Path | None) -> int | None:
     """Run this same command as ``torchrun --nproc_per_node N`` when ``--nproc N`` > 1.
 
-    Says once when the N GPUs asked for are CPUs here.
+    Says once when the N GPUs asked for are CPUs here. The processes start in the project root,
+    so they get the params file as an absolute path.
     """
     nproc = getattr(args, "nproc", 0)
     if "LOCAL_RANK" in os.environ:
@@ -143,20 +167,27 @@ def _relaunch_under_torchrun(args: argparse.Namespace, argv: Sequence[str]) -> i
         _note_cpu_fallback(nproc)
     if nproc <= 1:
         return None
+    rest = _without_option(_without_option(argv, "--nproc"), "--params")
+    params = ["--params", str(params_file)] if params_file else []
+    # one job = one node: a standalone rendezvous on the job's node, one process per GPU the
+    # job was given (the rule passes its GPU count as --nproc)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc_per_node={nproc}", "-m", "avfmae", *params, *rest]
+    log.info("launching %s", " ".join(cmd))
+    return subprocess.call(cmd)
+
+
+def _without_option(argv: Sequence[str], option: str) -> list[str]:
+    """``argv`` without ``option VALUE`` and ``option=VALUE``."""
     rest, skip = [], False
     for arg in argv:
         if skip:
             skip = False
-        elif arg == "--nproc":
+        elif arg == option:
             skip = True
-        elif not arg.startswith("--nproc="):
+        elif not arg.startswith(f"{option}="):
             rest.append(arg)
-    # one job = one node: a standalone rendezvous on the job's node, one process per GPU the
-    # job was given (the rule passes its GPU count as --nproc)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           f"--nproc_per_node={nproc}", "-m", "avfmae", *rest]
-    log.info("launching %s", " ".join(cmd))
-    return subprocess.call(cmd)
+    return rest
 
 
 def _note_cpu_fallback(nproc: int) -> None:
@@ -184,8 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "the pipeline stages download → index → preprocess → pretrain → "
                     "finetune (s1, s2, s3) → evaluate → report, and tools.",
     )
-    parser.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--params", default=None, metavar="FILE",
+                        help="params file, relative to the current folder (default: the "
+                             "project's params.yaml)")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging, and the traceback behind an error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="<stage>")
 
     def add(name: str, func: Callable, help: str) -> argparse.ArgumentParser:
@@ -228,7 +262,14 @@ def build_parser() -> argparse.ArgumentParser:
             "map a published AVF-MAE++ checkpoint onto avfmae's modules")
     p.add_argument("src", help="published checkpoint ({'model': state_dict})")
     p.add_argument("dst", help="output .safetensors")
-    p.add_argument("--scale", default=None, help="scale name; inferred from shapes if omitted")
+    p.add_argument("--scale", default=None,
+                   help="registered scale the checkpoint has, or whose sizes --size changes "
+                        "(default: the registered scale matching the tensor shapes)")
+    p.add_argument("--size", type=_scale_field, action="append", default=[],
+                   metavar="FIELD=VALUE",
+                   help="a size of the checkpoint that differs from --scale's, named as in "
+                        "model.overrides (repeatable), e.g. --size embed_dim=48 --size "
+                        "num_heads=3 --size skip_layers=[0,2,3]")
     p = add("predict", _cmd_predict,
             "apply a fine-tuned model to your own videos: one prediction per clip and a "
             "per-window timeline (needs no params.yaml: the checkpoint carries its settings)")
@@ -250,8 +291,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="preprocessing and window-loading processes; 0 = all cores (default)")
     p.add_argument("--plot", action="store_true",
                    help="also write one timeline PNG per clip into <stem>.timeline/")
-    p.set_defaults(needs_params=False)
     return parser
+
+
+def find_project_root(start: Path) -> Path:
+    """The nearest folder from ``start`` up that holds ``params.yaml`` (``dvc.yaml`` is
+    generated from it, so a project may not have one yet)."""
+    for folder in (start, *start.parents):
+        if (folder / PROJECT_FILE).is_file():
+            return folder
+    raise UserError(f"not inside an avfmae project: no folder from {start} up holds "
+                    f"{PROJECT_FILE}")
+
+
+def _enter_project(args: argparse.Namespace) -> Path:
+    """Change into the project root; returns the params file to read (``--params`` is
+    relative to the folder the command was started in)."""
+    here = Path.cwd()
+    root = find_project_root(here)
+    os.chdir(root)
+    return here / args.params if args.params else root / "params.yaml"
 
 
 def _log_file(args: argparse.Namespace) -> Path:
@@ -260,35 +319,55 @@ def _log_file(args: argparse.Namespace) -> Path:
     return Path("logs") / args.command / f"{key}.log"
 
 
-def _setup_logging(args: argparse.Namespace) -> None:
-    level = logging.DEBUG if args.verbose else logging.INFO
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if args.command not in ("params", "pipeline", "datasets", "predict"):
-        path = _log_file(args)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(path))
+def _use_handler(handler: logging.Handler) -> None:
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    _handlers.append(handler)
+
+
+def _log_to_stderr(verbose: bool) -> None:
     root = logging.getLogger()
-    root.setLevel(level)
-    for h in handlers:
-        h.setFormatter(fmt)
-        root.addHandler(h)
+    for old in _handlers:  # an earlier main() in this process
+        root.removeHandler(old)
+        old.close()
+    _handlers.clear()
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    handler = logging.StreamHandler(sys.stderr)
+    if not verbose:  # -v shows the tracebacks behind one-line errors
+        handler.addFilter(lambda record: not getattr(record, "file_only", False))
+    _use_handler(handler)
+
+
+def _log_to_file(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _use_handler(logging.FileHandler(path))
+
+
+def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    params, params_file = None, None
+    if args.command not in STANDALONE:
+        params_file = _enter_project(args)
+        if args.command in PIPELINE_STAGES:
+            _log_to_file(_log_file(args))
+        params = load_params(params_file)
+    if args.command in PIPELINE_STAGES and "LOCAL_RANK" not in os.environ:
+        _claim_checkout()
+    relaunched = _relaunch_under_torchrun(args, argv, params_file)
+    if relaunched is not None:
+        return relaunched
+    args.func(args, params)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``avfmae`` command."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    _setup_logging(args)
+    _log_to_stderr(args.verbose)
     try:
-        params = load_params(args.params) if getattr(args, "needs_params", True) else None
-        if args.command in PIPELINE_STAGES and "LOCAL_RANK" not in os.environ:
-            _claim_checkout()
-        relaunched = _relaunch_under_torchrun(args, argv)
-        if relaunched is not None:
-            return relaunched
-        args.func(args, params)
+        return _run(args, argv)
     except UserError as err:
+        log.error("%s", err, exc_info=True, extra=_FILE_ONLY)
         print(f"avfmae {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
     except BrokenPipeError:
@@ -296,7 +375,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"avfmae {args.command}: interrupted", file=sys.stderr)
         return 130
-    return 0
+    except Exception:
+        # Python prints the traceback on stderr; the stage log would otherwise lack it
+        log.critical("unexpected error", exc_info=True, extra=_FILE_ONLY)
+        raise
 
 
 if __name__ == "__main__":

@@ -7,3 +7,7 @@ class UserError(Exception):
 
 class ConfigError(UserError, ValueError):
     """A params.yaml problem; the message names the dotted key and what is allowed."""
+
+
+class CheckpointError(UserError, ValueError):
+    """A checkpoint that cannot be read or converted as asked; the message names the file."""

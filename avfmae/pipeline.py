@@ -2,7 +2,7 @@
 
 Every stage names its command, wildcards, inputs, outputs and the ``params.yaml`` keys it reads.
 ``dvc.yaml`` is rendered from this table by :func:`render_dvc_yaml` (``avfmae pipeline``), and
-``workflow/rules/*.smk`` build their rules from :func:`snakemake_rule`, so the two cannot drift.
+``workflow/rules/stages.smk`` defines one rule per enabled stage from it, so the two cannot drift.
 
 Paths are templates over ``{root}`` (``data.root``) and the wildcards ``{ds}`` (dataset),
 ``{fold}`` and ``{stage}`` (fine-tuning stage), relative to the repository root. This table is

@@ -169,3 +169,51 @@ def test_timm_registration():
     with pytest.raises(ValueError, match="no hub weights"):
         timm.create_model("avfmae_tiny", pretrained=True)
     assert "avfmae_huge" in timm.list_models("avfmae*")
+
+
+@pytest.mark.parametrize("first", ["avfmae", "timm"])
+def test_importing_avfmae_registers_the_timm_names_without_importing_torch(first):
+    import subprocess
+    import sys
+
+    second = "timm" if first == "avfmae" else "avfmae"
+    code = (f"import sys; import {first}; "
+            "print(sorted(m for m in ('torch', 'timm') if m in sys.modules)); "
+            f"import {second}, timm; print(len(timm.list_models('avfmae*')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split("\n")
+    assert out[0] == ("[]" if first == "avfmae" else "['timm', 'torch']")
+    assert int(out[1]) == 2 * len(SCALES)
+
+
+def test_pretrained_cfg_states_the_data_pipelines_geometry_and_normalisation():
+    import numpy as np
+    from timm.data import resolve_model_data_config
+
+    from avfmae.data.audio_features import normalize_fbank
+    from avfmae.data.video_transforms import to_normalized
+
+    registered = timm.models.get_pretrained_cfg("avfmae_base")
+    assert registered.input_size == (3, 160, 160) and registered.num_classes == 11
+    assert registered.classifier == "head" and "16 frames" in registered.notes[0]
+    model = timm.create_model("avfmae_tiny", num_classes=3)
+    cfg = model.pretrained_cfg
+    assert cfg["num_frames"] == 16 and cfg["num_classes"] == 3
+    assert cfg["audio_input_size"] == (1, 256, 128)
+    data = resolve_model_data_config(model)
+    assert data["input_size"] == (3, 160, 160) and data["crop_pct"] == 1.0
+    # the stated normalisation is the one the clips get
+    frame = np.full((1, 4, 4, 3), (10, 128, 250), np.uint8)
+    mean, std = torch.tensor(data["mean"]), torch.tensor(data["std"])
+    expected = (torch.tensor([10, 128, 250]) / 255 - mean) / std
+    torch.testing.assert_close(to_normalized(frame)[:, 0, 0, 0], expected.float())
+    fbank = torch.linspace(-12, 3, 8)
+    torch.testing.assert_close(normalize_fbank(fbank),
+                               (fbank - cfg["audio_mean"]) / cfg["audio_std"])
+    # the cfg follows the geometry built, not the registered scale's
+    with torch.device("meta"):
+        small = timm.create_model("avfmae_pretrain_tiny", image_size=80, video_region=(2, 5, 5),
+                                  audio_size=(128, 128))
+    assert small.pretrained_cfg["input_size"] == (3, 80, 80)
+    assert small.pretrained_cfg["audio_input_size"] == (1, 128, 128)
+    assert small.pretrained_cfg["num_classes"] == 0

@@ -63,7 +63,19 @@ def test_dvc_and_snakemake_describe_the_same_graph(repo_root):
 def test_snakemake_lint_is_clean(repo_root):
     res = subprocess.run([str(BIN / "snakemake"), "--lint"], cwd=repo_root,
                          capture_output=True, text=True)
-    assert res.returncode == 0, res.stdout + res.stderr
+    report = res.stdout + res.stderr
+    assert res.returncode == 0, report
+    assert "Lints for" not in report
+    assert "your workflow is in a good condition" in report
+
+
+def test_snakemake_defines_one_rule_per_enabled_stage(repo_root):
+    from avfmae.pipeline import enabled_stages
+
+    res = subprocess.run([str(BIN / "snakemake"), "--list-rules"], cwd=repo_root,
+                         capture_output=True, text=True, check=True)
+    enabled = enabled_stages(load_params(repo_root / "params.yaml"))
+    assert set(res.stdout.split()) == {"all", *(s.name for s in enabled)}
 
 
 def test_preprocessing_depends_on_the_media_it_reads(repo_root):

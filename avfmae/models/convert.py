@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from avfmae.errors import CheckpointError
 from avfmae.io import atomic_write, atomic_write_bytes
 from avfmae.models.factory import create_model
 from avfmae.scales import SCALES, ModelScale, get_scale
@@ -353,6 +354,7 @@ def convert_checkpoint(
     dst: str | Path,
     *,
     scale: str | ModelScale | None = None,
+    sizes: Mapping[str, object] | None = None,
     reference_compatible: bool = True,
     strict: bool = True,
 ) -> ConversionReport:
@@ -360,16 +362,26 @@ def convert_checkpoint(
     (metadata: kind, scale, num_classes, reference_compatible) or a ``weights_only``-loadable
     ``.pt`` holding ``{'model': state_dict, 'avfmae': metadata}``. Written atomically.
 
-    With ``strict`` (default), a conversion that is not ``ok`` raises ValueError with the report
-    and writes nothing.
+    The checkpoint's sizes: ``scale`` (a registered name or a :class:`ModelScale`) with
+    ``sizes`` overriding some of its fields (the names of ``model.overrides`` in params.yaml,
+    e.g. ``{"embed_dim": 48, "num_heads": 3}``) for a checkpoint no registered scale fits.
+    Without either, the registered scale matching the tensor shapes is taken.
+
+    A file that cannot be read, sizes that do not fit it or, with ``strict`` (default), a
+    conversion that is not ``ok`` raise :class:`CheckpointError` (a ValueError) naming the
+    problem, and nothing is written.
     """
     src, dst = Path(src), Path(dst)
-    state_dict, report = convert_state_dict(
-        load_checkpoint(src), scale=scale, reference_compatible=reference_compatible,
-        source=str(src),
-    )
+    checkpoint = _read_checkpoint(src)
+    try:
+        state_dict, report = convert_state_dict(
+            checkpoint, scale=_checkpoint_scale(scale, sizes),
+            reference_compatible=reference_compatible, source=str(src),
+        )
+    except ValueError as err:
+        raise CheckpointError(f"{src}: {err}") from err
     if strict and not report.ok:
-        raise ValueError(f"conversion failed:\n{report}")
+        raise CheckpointError(f"conversion failed:\n{report}")
     meta = {
         "format": "avfmae",
         "kind": report.kind,
@@ -386,6 +398,31 @@ def convert_checkpoint(
     else:
         atomic_write(dst, lambda f: torch.save({"model": tensors, "avfmae": meta}, f))
     return report
+
+
+def _read_checkpoint(path: Path) -> dict[str, Tensor]:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    try:
+        return load_checkpoint(path)
+    except Exception as err:  # whatever the reader raises, the file is not a checkpoint we read
+        # the readers' first sentence says what failed; the rest is advice for other cases
+        what = str(err).strip().split(". ")[0].splitlines()[0] if str(err).strip() else ""
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}"
+                              f"{': ' + what if what else ''})") from err
+
+
+def _checkpoint_scale(scale: str | ModelScale | None,
+                      sizes: Mapping[str, object] | None) -> str | ModelScale | None:
+    """``scale`` with ``sizes`` applied; ValueError when they do not make a model."""
+    if not sizes:
+        return scale
+    if scale is None:
+        raise ValueError(f"sizes {dict(sizes)} override a scale: name the scale they change")
+    try:
+        return get_scale(scale, **sizes)
+    except TypeError as err:  # e.g. a number where a list of layers belongs
+        raise ValueError(f"sizes {dict(sizes)}: {err}") from err
 
 
 def encoder_size_mismatch(state_dict: Mapping[str, Tensor], scale: str | ModelScale) -> str:

@@ -1,12 +1,14 @@
-# Helpers shared by the rules: everything is looked up in avfmae/pipeline.py.
+# Helpers of the rules: everything is looked up in avfmae/pipeline.py.
 
 
-def outputs(name):
+def stage_outputs(name):
+    # outputs without a file suffix are folders
     return {
-        k: directory(v) if pipeline.is_directory(v) else v
-        for k, v in pipeline.stage_outputs(name, PARAMS).items()
+        role: directory(path) if pipeline.is_directory(path) else path
+        for role, path in pipeline.stage_outputs(name, PARAMS).items()
     }
 
 
-def inputs(name):
+def stage_inputs(name):
+    # a function of the wildcards: fan-in (pools, previous stage, every fold) depends on params
     return lambda wildcards: pipeline.stage_inputs(name, PARAMS, dict(wildcards))
