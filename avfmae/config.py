@@ -150,12 +150,13 @@ class ModelConfig:
 
     scale: str = knob("tiny", help="registered scale: tiny, small, base, large, huge")
     overrides: dict[str, Any] = knob({}, help="scale fields to override, e.g. {depth: 4}")
-    reference_compatible: bool = knob(False, help="reproduce the published flaws (SPEC §12)")
+    reference_compatible: bool = knob(
+        False, help="reproduce the published model flaws (docs/model.md §10)")
 
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    """Self-supervised audio-visual pretraining (SPEC §3, §6)."""
+    """Self-supervised audio-visual pretraining (docs/model.md §5)."""
 
     epochs: int = knob(20, lo=1, hi=10000)
     warmup_epochs: float = knob(1.0, lo=0.0, hi=1000.0)
@@ -170,7 +171,7 @@ class PretrainConfig:
     mask_ratio_audio: float = knob(0.8125, lo=0.0, hi=1.0, lo_open=True)
     decoder_mask_ratio_video: float = knob(0.5, lo=0.0, hi=1.0)
     decoder_mask_ratio_audio: float = knob(0.5, lo=0.0, hi=1.0)
-    window_masking: bool = knob(True, help="equal visible count per LG region (SPEC §12.3)")
+    window_masking: bool = knob(True, help="equal visible count per LG region (docs/model.md F3)")
     contrastive_weight: float = knob(0.0025, lo=0.0)
     contrastive_temperature: float = knob(0.07, lo=0.0, lo_open=True)
     gather_negatives: bool = knob(True, help="all-gather contrastive negatives across ranks")
@@ -225,7 +226,7 @@ class FinetuneConfig:
         "one `avfmae convert` wrote); with random or a path, pretraining is not run"
     )
     modality: Literal["av", "video", "audio"] = knob("av")
-    mix_audio: bool = knob(True, help="mixup/cutmix both modalities (SPEC §12.12)")
+    mix_audio: bool = knob(True, help="mixup/cutmix both modalities (docs/model.md F12)")
     regression_loss: Literal["mse", "ccc"] = knob("ccc")
     head_init_scale: float = knob(
         1.0, lo=0.0, lo_open=True,

@@ -1,4 +1,4 @@
-"""Dual masking for pretraining (SPEC §3, §12 item 3).
+"""Dual masking for pretraining (docs/model.md §5.1, F3).
 
 Every function returns a ``bool`` tensor of shape ``(B, N)`` over the flattened token grid with
 **True = masked**:
@@ -6,8 +6,8 @@ Every function returns a ``bool`` tensor of shape ``(B, N)`` over the flattened 
 * an *encoder* mask hides tokens from the encoder (False = visible);
 * a *decoder* mask marks positions the decoder does **not** reconstruct (decoded = ``~mask``).
 
-Token grids (SPEC §1.6): video ``(T, H, W) = (8, 10, 10)``, flat index ``t·100 + h·10 + w``;
-audio ``(TT, F) = (16, 8)``, flat index ``tt·8 + f``.
+Token grids (docs/model.md §1.5): video ``(T, H, W) = (8, 10, 10)``, flat index
+``t·100 + h·10 + w``; audio ``(TT, F) = (16, 8)``, flat index ``tt·8 + f``.
 
 LG regions: video windows ``(2, 5, 10)`` → 8 regions, ``r = 2·(t//2) + h//5``; audio windows
 ``(4, 4)`` → 8 regions, ``r = 2·(tt//4) + f//4``. :func:`region_layout` gives the flat indices of
@@ -19,7 +19,7 @@ Generators:
 * :func:`tube_mask` — one random spatial map per sample tiled over all time slices (published).
 * :func:`tube_window_mask` — tube masking with the same number of visible positions in each
   spatial window (default: 5 per 5×10 half-face), so every video LG region has the same visible
-  count and regions are exact windows (window-aware, SPEC §12 item 3).
+  count and regions are exact windows (window-aware, docs/model.md F3).
 * :func:`running_cell_mask` — VideoMAE-V2 running-cell decoder mask (2×2 cells).
 * :func:`random_mask` — uniformly random positions (published audio masks).
 * :func:`window_random_mask` — random masking with the same count inside each window (default:

@@ -1,9 +1,9 @@
 """Named model scales: every size field of AVF-MAE++ in one frozen dataclass.
 
-``base``/``large``/``huge`` are the published B/L/H (SPEC §2); ``tiny`` and ``small`` are ours,
-for CPU work and tests. The input geometry (16×160×160 video, 256×128 fbank, patch 16, tubelet
-2, LG regions (2, 5, 10) / (4, 4)) is part of the scale so a test can shrink it, but every
-registered scale uses the published geometry.
+``base``/``large``/``huge`` are the published B/L/H (docs/model.md §2); ``tiny`` and ``small``
+are ours, for CPU work and tests. The input geometry (16×160×160 video, 256×128 fbank, patch 16,
+tubelet 2, LG regions (2, 5, 10) / (4, 4)) is part of the scale so a test can shrink it, but
+every registered scale uses the published geometry.
 """
 
 from __future__ import annotations

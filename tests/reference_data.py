@@ -1,7 +1,7 @@
 """The published-code reference vectors and parameter manifests the model tests check against.
 
-A copy of the project's ``shared/reference`` lives in ``tests/fixtures/reference`` (its README
-says how each file was made), so a clean clone tests against them with nothing outside the
+The vectors, made by running the published model code, live in ``tests/fixtures/reference`` (its
+README says how each file was made), so a clean clone tests against them with nothing outside the
 repository. ``$AVFMAE_REFERENCE_DIR`` points the tests at another copy, e.g. newer vectors.
 """
 

@@ -23,7 +23,7 @@ def test_registry_names():
     assert registry.names() == EXPECTED
     assert registry.pool_names() == ["voxceleb2", "avspeech", "folder"]
     assert len([n for n in registry.labeled_names()
-                if not n.startswith("synthetic")]) == 17  # SPEC §8.3
+                if not n.startswith("synthetic")]) == 17  # docs/model.md §7.4
 
 
 @pytest.mark.parametrize("name", EXPECTED)

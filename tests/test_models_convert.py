@@ -152,8 +152,8 @@ def test_published_checkpoint_into_classifier():
 
 
 def test_layer_ids_follow_published_rule():
-    """SPEC §8.1 on published names: 0 patch_embed; block i → i+1; fusion unit k → max(d)+k+1;
-    everything else the top."""
+    """docs/model.md §6.3 on published names: 0 patch_embed; block i → i+1; fusion unit k →
+    max(d)+k+1; everything else the top."""
     manifest = json.loads(reference_path("manifest_finetune_base.json").read_text())
     with torch.device("meta"):
         model = create_model("base")

@@ -37,7 +37,7 @@ def _count(model: torch.nn.Module) -> int:
 
 def published_style_masks(batch: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
     """Tube mask (80/800 visible), 400 decoded video positions; 24/128 visible and 64 decoded
-    audio positions (SPEC §3)."""
+    audio positions (docs/model.md §5.1)."""
     g = torch.Generator().manual_seed(seed)
     video = torch.ones(batch, 8, 100, dtype=torch.bool)
     video_dec = torch.ones(batch, 800, dtype=torch.bool)

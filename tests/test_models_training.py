@@ -138,7 +138,7 @@ def test_pretrain_gradients_reach_every_parameter(mode):
 
 
 def test_default_pretraining_trains_at_batch_one():
-    """SPEC §12 item 17: the ER LayerNorm makes batch 1 trainable; the published BatchNorm
+    """docs/model.md F17: the ER LayerNorm makes batch 1 trainable; the published BatchNorm
     cannot (one value per channel)."""
     video, audio = _inputs(1)
     video_mask, audio_mask = _tube_masks(1)
@@ -219,7 +219,7 @@ def test_layer_ids_and_decay_scales():
         assert model.layer_id(top) == L + 1
     ids = {model.layer_id(n) for n, _ in model.named_parameters()}
     assert ids == set(range(L + 2))
-    assert min(0.75 ** (L + 1 - i) for i in ids) == pytest.approx(0.75**18)  # SPEC §9.1
+    assert min(0.75 ** (L + 1 - i) for i in ids) == pytest.approx(0.75**18)  # docs/model.md §6.3
 
 
 def test_autocast_keeps_outputs_close():

@@ -1,9 +1,9 @@
-"""Audio features (SPEC §1.5): the 128-bin kaldi log-mel filterbank of an aligned segment.
+"""Audio features (docs/model.md §1.4): the 128-bin kaldi log-mel filterbank of an aligned segment.
 
 :func:`log_mel` computes ``torchaudio.compliance.kaldi.fbank`` with the published settings
 (htk_compat, hanning window, no dither, 25 ms frames every 10 ms, no energy) and brings it to
 ``target_frames`` rows; :func:`normalize_fbank` applies the AudioSet statistics. Two padding
-modes: ``"waveform"`` (default, SPEC §12.13) pads the *waveform* with silence before the
+modes: ``"waveform"`` (default, docs/model.md F13) pads the *waveform* with silence before the
 filterbank, so padded frames look like silence; ``"fbank"`` reproduces the published code,
 which pads the log-mel matrix with zeros.
 """
@@ -45,7 +45,7 @@ def log_mel(
 ) -> torch.Tensor:
     """Log-mel filterbank ``(target_frames, n_mels)`` of a mono float waveform.
 
-    The waveform's mean is removed first (SPEC §1.5). ``pad='waveform'``: the waveform is
+    The waveform's mean is removed first (docs/model.md §1.4). ``pad='waveform'``: the waveform is
     zero-padded (or cut) to exactly ``target_frames`` frames before the filterbank;
     ``pad='fbank'``: the filterbank of the waveform as is, zero-padded/cut in the log domain.
     """

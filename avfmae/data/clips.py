@@ -10,16 +10,16 @@ Typical use::
         ds.set_epoch(epoch)      # before iterating; works with persistent workers too
         for batch in loader: ...
 
-Temporal sampling (SPEC §1.3): ``num_frames`` frames ``sampling_rate`` apart, i.e. a window of
-``num_frames * sampling_rate`` frames (64 = 2.56 s at 25 fps); train/pretrain draw the window
-start uniformly, eval takes ``num_windows`` evenly spaced windows (first at 0, last at the end;
-one window → centred). Frames past the end repeat the last frame. Audio: the WAV span starting
+Temporal sampling (docs/model.md §1.2): ``num_frames`` frames ``sampling_rate`` apart, i.e. a
+window of ``num_frames * sampling_rate`` frames (64 = 2.56 s at 25 fps); train/pretrain draw the
+window start uniformly, eval takes ``num_windows`` evenly spaced windows (first at 0, last at the
+end; one window → centred). Frames past the end repeat the last frame. Audio: the WAV span starting
 at the window's first frame (the store aligns sample 0 with frame 0), 2.575 s → exactly 256
 filterbank frames, silence past the end.
 
 Randomness: each sample's generator is seeded from ``(seed, epoch, index)``, so a sample depends
 on nothing else — not on the worker that makes it, nor on ``num_workers``. Eval mode draws
-nothing (SPEC §12.8): no random crop, flip, erasing or gain.
+nothing (docs/model.md F8): no random crop, flip, erasing or gain.
 """
 
 from __future__ import annotations

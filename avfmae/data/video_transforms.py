@@ -1,4 +1,4 @@
-"""Clip-level video transforms (SPEC §1.4).
+"""Clip-level video transforms (docs/model.md §1.3).
 
 Clips are uint8 NumPy arrays ``(T, H, W, 3)`` (RGB) until :func:`to_normalized` turns them into
 the model's float32 ``(3, T, H, W)`` tensor; all uint8 work runs through OpenCV, one frame or one

@@ -1,4 +1,4 @@
-"""Evaluation metrics in NumPy (SPEC §8.2, DESIGN § Honest evaluation).
+"""Evaluation metrics in NumPy (docs/model.md §7, docs/design.md §8).
 
 All scores are fractions in [0, 1] (CCC/PCC in [−1, 1]); multiply by 100 for tables. Compute
 them on predictions gathered from every rank

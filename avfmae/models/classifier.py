@@ -1,5 +1,5 @@
 """Fine-tuning model: LG encoders → IAV-CLM on region tokens → pooled linear head(s)
-(SPEC §5.3, §8.2)."""
+(docs/model.md §6.1, §7)."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ class AVFClassifier(nn.Module):
     ``video_layer_weights``/``audio_layer_weights``, ``fc_norm``, ``head``/``heads``. Freezing the
     encoders (stage s2) is ``model.video_encoder.requires_grad_(False)`` and likewise for audio.
     ``head_init_scale`` multiplies the fresh heads' trunc-normal(0.02) weights (the published AV
-    head ignored ``--init_scale``, SPEC §12 item 6).
+    head ignored ``--init_scale``, docs/model.md F6).
     """
 
     def __init__(
@@ -186,12 +186,13 @@ class AVFClassifier(nn.Module):
 
     @property
     def num_layers(self) -> int:
-        """``max(d_v, d_a) + fusion_depth``: layer ids run 0 … num_layers + 1 (SPEC §8.1)."""
+        """``max(d_v, d_a) + fusion_depth``: layer ids run 0 … num_layers + 1
+        (docs/model.md §6.3)."""
         depth = max(self.scale.video_depth, self.scale.audio_depth)
         return depth + (self.scale.fusion_depth if self.modality == "av" else 0)
 
     def layer_id(self, name: str) -> int:
-        """Layer id of parameter ``name`` for layer-wise LR decay (SPEC §8.1).
+        """Layer id of parameter ``name`` for layer-wise LR decay (docs/model.md §6.3).
 
         0: patch embeddings; ``i + 1``: encoder block i (either modality);
         ``max(d_v, d_a) + k + 1``: fusion DiER unit k; ``num_layers + 1`` (the top, LR scale 1):

@@ -1,4 +1,4 @@
-"""MAE decoder with hierarchical skip connections from the encoder (SPEC §6.1)."""
+"""MAE decoder with hierarchical skip connections from the encoder (docs/model.md §5.3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""DiER unit: gated mix of a self- and a cross-attention branch per modality (SPEC §5.1)."""
+"""DiER unit: gated mix of a self- and a cross-attention branch per modality
+(docs/model.md §4.1)."""
 
 from __future__ import annotations
 

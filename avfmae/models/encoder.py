@@ -18,7 +18,7 @@ __all__ = ["LGEncoder"]
 
 
 class LGEncoder(nn.Module):
-    """A stack of LG blocks over one modality (SPEC §4).
+    """A stack of LG blocks over one modality (docs/model.md §3).
 
     ``input_size`` is the input's extent per grid axis — video (16, 160, 160), audio (256, 128);
     ``patch`` the patch extent — (2, 16, 16), (16, 16); ``region`` the LG region size in tokens —

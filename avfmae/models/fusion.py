@@ -1,4 +1,4 @@
-"""IAV-CLM: iterative audio-visual correlation learning (SPEC §5)."""
+"""IAV-CLM: iterative audio-visual correlation learning (docs/model.md §4)."""
 
 from __future__ import annotations
 

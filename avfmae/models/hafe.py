@@ -1,5 +1,5 @@
 """HAFE layer: attention-pool each token over the fusion stages, then attend to the joint
-query (SPEC §5.2)."""
+query (docs/model.md §4.3)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ class _Branch(nn.Module):
 class HAFE(nn.Module):
     """Per modality m: ``Z_m = Pool_m(X_m^1..X_m^K)``; ``Z_m += DP(CA(LN_m Z_m, LN_ctx F))``;
     ``Z_m += DP(MLP_m(LN Z_m))``. The cross-attention and the context LayerNorm are shared by the
-    two modalities, as published (SPEC §12 item 18). No final LayerNorm.
+    two modalities, as published (docs/model.md F18). No final LayerNorm.
 
     Shapes: ``video_stages`` (B, Nv, K, C), ``audio_stages`` (B, Na, K, C), ``query`` (B, N_f, C)
     → ``(Z_v (B, Nv, C), Z_a (B, Na, C))``.

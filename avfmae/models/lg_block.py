@@ -1,4 +1,5 @@
-"""Local–global (LG) block: four attention steps over regions plus one shared MLP (SPEC §4.1)."""
+"""Local–global (LG) block: four attention steps over regions plus one shared MLP
+(docs/model.md §3.1)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Pretraining model: masked LG encoders, IAV-CLM, skip decoders, contrastive logits (SPEC §6);
-or one modality's masked autoencoder alone."""
+"""Pretraining model: masked LG encoders, IAV-CLM, skip decoders, contrastive logits
+(docs/model.md §5); or one modality's masked autoencoder alone."""
 
 from __future__ import annotations
 
@@ -107,14 +107,14 @@ class AVFPretrain(nn.Module):
 
     **Region partition** (``partition``): ``"window"`` (default) expects window-aware masks —
     every region keeps the same number of visible tokens — and gathers each token into its own
-    region (SPEC §12 item 3); masks that are not window-balanced raise ValueError.
+    region (docs/model.md F3); masks that are not window-balanced raise ValueError.
     ``"rank"`` is the published partition by rank among the ascending visible tokens (works with
-    tube / random masks whose visible count divides evenly, SPEC §3).
+    tube / random masks whose visible count divides evenly, docs/model.md §3.2).
 
     **reference_compatible=True** reproduces the published model: rank partition, BatchNorm1d in
     ER (needs batch ≥ 2 in training), and the published position pairing in the decoder — the
     visible token at sequence position o gets the position of the o-th *ascending* visible patch
-    rather than its own (SPEC §4.2, §12 item 2). The pairing only differs for video under the rank
+    rather than its own (docs/model.md §5.3, F2). The pairing only differs for video under the rank
     partition (audio's rank layout is ascending). With the default ``False``, each visible token
     gets its own position and ER uses a LayerNorm over channels (``er_norm`` can override this
     choice independently, e.g. to load published ER BatchNorm statistics).
@@ -209,7 +209,7 @@ class AVFPretrain(nn.Module):
 
     def no_weight_decay(self) -> set[str]:
         """Parameters exempt from weight decay besides biases and norms (matched by suffix,
-        SPEC §12 item 19): the region tokens and the mask tokens."""
+        docs/model.md F19): the region tokens and the mask tokens."""
         keep = ("region_tokens", "mask_token")
         return {n for n, _ in self.named_parameters() if n.split(".")[-1] in keep}
 

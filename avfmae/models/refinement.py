@@ -1,4 +1,4 @@
-"""ER refinement: the joint audio-visual query attends to both modalities (SPEC §5.1)."""
+"""ER refinement: the joint audio-visual query attends to both modalities (docs/model.md §4.2)."""
 
 from __future__ import annotations
 

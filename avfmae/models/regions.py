@@ -9,8 +9,8 @@ a region, slots are numbered in raster order too. Three partitions exist:
 * **published rank partition** (pretraining with tube / random masks): the ascending visible
   tokens are cut into equal consecutive chunks by rank only — :meth:`rank_layout`. For video the
   chunks are "first/last visible tokens of each tubelet slice", for audio groups of consecutive
-  visible tokens; neither matches the real windows (SPEC §4.2);
-* **window partition** (pretraining with window-aware masks, SPEC §12 item 3): every window
+  visible tokens; neither matches the real windows (docs/model.md §3.2);
+* **window partition** (pretraining with window-aware masks, docs/model.md F3): every window
   keeps the same number of visible tokens and each visible token goes to its own window —
   :meth:`window_layout`.
 
@@ -86,7 +86,8 @@ class RegionGrid:
         if num_visible % (nt * t * nhw):
             raise ValueError(
                 f"{num_visible} visible tokens cannot be split into {R} regions by rank: the "
-                f"count must be a multiple of {nt * t * nhw} (published partition, SPEC §3)"
+                f"count must be a multiple of {nt * t * nhw} (published partition, "
+                "docs/model.md §3.2)"
             )
         hw = num_visible // (nt * t * nhw)
         ranks = torch.arange(num_visible, device=device).view(nt, t, nhw, hw)

@@ -1,4 +1,5 @@
-"""Checkpoints: atomic, periodic, resumable, preemption-safe (SPEC §10, DESIGN § Reliability).
+"""Checkpoints: atomic, periodic, resumable, preemption-safe (docs/model.md §9,
+docs/design.md §9).
 
 A checkpoint (``checkpoint-<step>.pt``, ``torch.save``) holds only tensors and plain Python
 types so it loads with ``torch.load(..., weights_only=True)``:

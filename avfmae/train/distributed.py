@@ -1,4 +1,5 @@
-"""Distributed helpers: ``torchrun`` set-up, rank queries, samplers, gathers (SPEC §10, §12.10).
+"""Distributed helpers: ``torchrun`` set-up, rank queries, samplers, gathers
+(docs/model.md §9, F10).
 
 Launch with ``torchrun --nproc_per_node N …``; :func:`init_distributed` reads ``RANK``,
 ``WORLD_SIZE`` and ``LOCAL_RANK`` and picks NCCL on GPU, gloo on CPU. Without those variables it
@@ -185,7 +186,7 @@ def gather_predictions(
     Each argument is ``(n_rank, ...)``; results are concatenated along axis 0 in rank order.
     With ``index`` (one dataset index per row), rows are sorted by index and duplicates (e.g.
     from a padding sampler) dropped, and the gathered index is returned first. Metrics computed
-    on the result are those of the full set (SPEC §12 item 10). Uses ``all_gather_object``.
+    on the result are those of the full set (docs/model.md F10). Uses ``all_gather_object``.
     """
     local = [_to_numpy(a) for a in arrays]
     if index is not None:

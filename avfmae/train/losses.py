@@ -1,4 +1,4 @@
-"""Training losses as plain functions over tensors (SPEC §6.2, §8.1–8.2).
+"""Training losses as plain functions over tensors (docs/model.md §5.4–5.5, §6.4, §7).
 
 Pretraining
     :func:`video_targets`, :func:`audio_targets` — per-patch normalised reconstruction targets
@@ -253,7 +253,7 @@ def pretraining_losses(
     gather_negatives: bool = True,
     frame_diff: bool = True,
 ) -> dict[str, torch.Tensor]:
-    """All pretraining losses of a batch (SPEC §6.2).
+    """All pretraining losses of a batch (docs/model.md §5.4).
 
     Args:
         video: ``(B, 3, 16, 160, 160)`` normalised input; audio: ``(B, 1, 256, 128)``.

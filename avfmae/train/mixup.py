@@ -1,4 +1,4 @@
-"""Mixup / CutMix for audio-visual clips with label smoothing (SPEC §8.1, §12 item 12).
+"""Mixup / CutMix for audio-visual clips with label smoothing (docs/model.md §6.4, F12).
 
 Batch mode as in the published recipe: one λ per batch, sample ``i`` is mixed with sample
 ``B−1−i`` (the flipped batch). With probability ``switch_prob`` CutMix is used instead of Mixup.
@@ -9,7 +9,7 @@ Batch mode as in the published recipe: one λ per batch, sample ``i`` is mixed w
   uniform, clipped to the frame; λ is then corrected to the kept area). With ``mix_audio`` the
   audio gets the **same proportion** as a contiguous time segment: ``round((1−λ)·T_audio)``
   fbank frames, start uniform, taken from the partner clip (all mel bins). This keeps the label
-  weights honest for both modalities (SPEC §12 item 12).
+  weights honest for both modalities (docs/model.md F12).
 * ``mix_audio=False`` reproduces the published behaviour: audio untouched, labels mixed.
 
 Targets are smoothed one-hot vectors (``1 − ε + ε/K`` on the class, ``ε/K`` elsewhere) mixed with

@@ -1,10 +1,10 @@
 """AdamW parameter groups, layer-wise LR decay and the per-step warm-up + cosine schedule.
 
-SPEC §6.3 (pretraining: no layer decay, 1-D params and biases undecayed, lr = base·batch/256,
-linear warm-up from 0 then cosine to ``min_lr``) and §8.1 (fine-tuning: layer decay 0.75 with
-scale ``decay^(num_layers + 1 − layer_id)``).
+docs/model.md §5.6 (pretraining: no layer decay, 1-D params and biases undecayed,
+lr = base·batch/256, linear warm-up from 0 then cosine to ``min_lr``) and §6.3 (fine-tuning:
+layer decay 0.75 with scale ``decay^(num_layers + 1 − layer_id)``).
 
-No-weight-decay rule (SPEC §12 item 19): a parameter is not decayed when it is 1-D (biases,
+No-weight-decay rule (docs/model.md F19): a parameter is not decayed when it is 1-D (biases,
 norm weights, layer weights…) or when its *own* name — the last dotted component, not the full
 path — contains one of :data:`NO_DECAY_KEYS` (``pos_embed``, ``region_tokens``, ``mask_token``,
 ``layer_weights``, ``cls_token``). So ``encoder.lg_region_tokens`` and

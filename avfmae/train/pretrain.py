@@ -1,4 +1,4 @@
-"""The pretrain stage: self-supervised audio-visual masked autoencoding (SPEC §3, §6).
+"""The pretrain stage: self-supervised audio-visual masked autoencoding (docs/model.md §5).
 
 Reads the unlabeled clips of every ``data.pretrain_pool`` dataset's clip store, trains the
 pretraining model of ``model.scale`` with dual masking, the reconstruction losses and the

@@ -1,4 +1,4 @@
-"""Seeds: one place that turns (seed, keys…) into RNG state (SPEC §12 item 15).
+"""Seeds: one place that turns (seed, keys…) into RNG state (docs/model.md F15).
 
 Use :func:`make_generator` for per-sample randomness keyed by ``(seed, epoch, index)`` so that
 augmentations and masks do not depend on the number of workers, ranks or on resuming mid-epoch;
