@@ -1,7 +1,10 @@
-"""What a result was made on: CPU model, its bf16 matrix units, threads, torch, device and the
-precision ``amp`` resolves to there. Figures differ across CPUs and precisions (``docs/speed.md``),
-so every figure the pipeline reports carries this record; the fields are those of
-``benchmarks/bench_model.py``'s, plus the precision.
+"""What a result was made on, and the precision a setting runs at there.
+
+Figures differ across CPUs and precisions (``docs/speed.md``), so every figure the pipeline
+reports carries :func:`describe_machine`'s record: CPU model, its bf16 matrix units, threads,
+torch, device and precision (the fields of ``benchmarks/bench_model.py``'s record, plus the
+precision). How an ``amp`` setting resolves on a device lives here, below the training code,
+so that the report can name the precision without depending on the training modules.
 """
 
 from __future__ import annotations
@@ -10,7 +13,37 @@ import platform
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cpu_model", "describe_machine"]
+import torch
+
+__all__ = ["AMP_MODES", "cpu_has_bf16_matrix_units", "cpu_model", "describe_machine",
+           "precision_name", "resolve_amp_dtype"]
+
+AMP_MODES = ("auto", "off", "bf16", "fp16")
+
+
+def resolve_amp_dtype(mode: str, device: torch.device | str) -> torch.dtype | None:
+    """Autocast dtype for ``mode`` on ``device``; ``None`` means fp32 (no autocast)."""
+    if mode not in AMP_MODES:
+        raise ValueError(f"amp mode {mode!r} is not one of {list(AMP_MODES)}")
+    dev = torch.device(device)
+    if mode == "off":
+        return None
+    if mode == "bf16":
+        return torch.bfloat16
+    if mode == "fp16":
+        return torch.float16
+    if dev.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if cpu_has_bf16_matrix_units() else None
+
+
+def cpu_has_bf16_matrix_units() -> bool:
+    """Whether this CPU multiplies bf16 matrices in dedicated tiles (Intel AMX)."""
+    return bool(torch.cpu._is_amx_tile_supported())
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
 
 
 def cpu_model() -> str:
@@ -25,16 +58,13 @@ def cpu_model() -> str:
 
 
 def describe_machine(amp: str) -> dict[str, Any]:
-    """This machine, with the precision that the ``amp`` setting ``amp`` runs at on its
-    default device (CUDA when present, as the training stages choose)."""
-    import torch
-
-    from avfmae.train.amp import Precision, cpu_has_bf16_matrix_units
-
+    """This machine, with the precision the ``amp`` setting ``amp`` runs at on its default
+    device (CUDA when present, as the training stages choose)."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     info: dict[str, Any] = {"cpu": cpu_model(), "amx": cpu_has_bf16_matrix_units(),
                             "threads": torch.get_num_threads(), "torch": torch.__version__,
-                            "device": device, "precision": Precision.create(amp, device).name}
+                            "device": device,
+                            "precision": precision_name(resolve_amp_dtype(amp, device))}
     if device == "cuda":
         info["gpu"] = torch.cuda.get_device_name()
     return info
