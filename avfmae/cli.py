@@ -102,6 +102,29 @@ def _cmd_report(args: argparse.Namespace, params: Params) -> None:
     print(report(params))
 
 
+def _cmd_ablate(args: argparse.Namespace, params: Params) -> None:
+    from avfmae.eval.ablations import ABLATIONS
+
+    if args.action == "list":
+        for a in ABLATIONS:
+            print(f"{a.name:15s} {a.overrides or '{}'}: {a.meaning}")
+        return
+    from avfmae.eval.experiments import queue_ablations
+
+    # experiments start from the project's params.yaml, whatever --params says
+    names = queue_ablations(Path("params.yaml"), args.set or ablation_names(), args.seeds)
+    print(f"queued {len(names)} DVC experiment(s): {', '.join(names)}\n"
+          "run them with `dvc queue start -j 1` (or `dvc exp run --run-all -j 1`), "
+          "then `avfmae claims`")
+
+
+def _cmd_claims(args: argparse.Namespace, params: Params) -> None:
+    from avfmae.eval.claims import write_claims
+    from avfmae.eval.experiments import read_runs
+
+    print(write_claims(*read_runs()))
+
+
 def _cmd_convert(args: argparse.Namespace, params: None) -> None:
     from avfmae.models.convert import convert_checkpoint
 
@@ -207,6 +230,12 @@ def _claim_checkout() -> None:
         atexit.register(release, run, LOCK_PATH.resolve())
 
 
+def ablation_names() -> list[str]:
+    from avfmae.eval.ablations import ABLATIONS
+
+    return [a.name for a in ABLATIONS]
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -258,6 +287,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fold", required=True, type=int)
     _add_nproc(p)
     add("report", _cmd_report, "tables across folds and datasets, plots, reports/report.md")
+    p = add("ablate", _cmd_ablate,
+            "queue the ablation set behind the paper's claims as DVC experiments "
+            "(<config>-seed<k>), or list it")
+    p.add_argument("action", choices=["queue", "list"])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="K",
+                   help="seeds (pretrain.seed and finetune.seed alike; default: 0)")
+    p.add_argument("--set", nargs="+", metavar="NAME", default=None, choices=ablation_names(),
+                   help="configurations to queue (default: all; see `avfmae ablate list`)")
+    p = add("claims", _cmd_claims,
+            "table the paper's claims from the finished ablation experiments: "
+            "reports/claims.md, metrics/claims.json, plots/claims/")
     p = add("convert", _cmd_convert,
             "map a published AVF-MAE++ checkpoint onto avfmae's modules")
     p.add_argument("src", help="published checkpoint ({'model': state_dict})")

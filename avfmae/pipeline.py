@@ -22,7 +22,7 @@ import yaml
 from avfmae.config import Params
 
 __all__ = ["Stage", "STAGES", "stage", "path", "enabled_stages", "stage_inputs",
-           "render_dvc_yaml", "init_checkpoint"]
+           "render_dvc_yaml", "init_checkpoint", "CLAIMS_OUTPUTS"]
 
 PRETRAIN_ENCODER = "models/pretrain/encoder.safetensors"
 # The data layout: what download, index and preprocess write under data.root.
@@ -30,6 +30,11 @@ RAW, INDEX, CLIPS = "{root}/raw/{ds}", "{root}/interim/{ds}", "{root}/processed/
 # The first DVC stage writes one code fingerprint per stage here once params.yaml and dvc.yaml
 # are checked (see _dvc_check_stage); each stage depends on its own.
 CODE_STAMPS = ".avfmae/code"
+
+# Not a stage: `avfmae claims` writes these from the finished ablation experiments
+# (avfmae/eval/claims.py); they are committed like the metrics, not cached.
+CLAIMS_OUTPUTS = {"report": "reports/claims.md", "metrics": "metrics/claims.json",
+                  "plots": "plots/claims"}
 
 # Keys any stage may read without declaring them: they change where or how fast work runs, never
 # its result (the data root is in every stage's paths, so moving it reruns everything anyway).
@@ -172,9 +177,9 @@ STAGES: tuple[Stage, ...] = (
         outs={"report": "reports/report.md"},
         metrics={"summary": "metrics/summary.json"},
         plots={"figures": "plots/report"},
-        # the report's header describes the run
+        # the report's header describes the run (finetune.amp: the precision it was made at)
         params=("data.datasets", "data.folds", "data.s1_pool", "finetune.stages",
-                "finetune.init", "finetune.modality", "model.scale"),
+                "finetune.init", "finetune.modality", "finetune.amp", "model.scale"),
         threads=1, mem_mb=2000, runtime_min=10, local=True,
     ),
 )

@@ -6,7 +6,10 @@ comparison on validation, confusion matrices (classification only) and training 
 Reads only what the evaluate and fine-tune stages wrote (``metrics/<ds>/fold<k>/test.json``,
 ``metrics/<ds>/fold<k>/<stage>.json``, ``plots/evaluate/<ds>/fold<k>.csv``,
 ``plots/finetune/<ds>/fold<k>/<stage>.csv``); writes ``reports/report.md``,
-``metrics/summary.json`` and PNG figures under ``plots/report/``.
+``metrics/summary.json`` and PNG figures under ``plots/report/``. The summary also holds each
+dataset's per-fold test score of its selection metric (``test_by_fold``, what ``avfmae claims``
+pairs across DVC experiments) and the ``machine`` the report ran on: under ``dvc repro`` and
+``dvc exp run`` every stage runs there, under SLURM only the report does.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from avfmae.data import registry
 from avfmae.errors import UserError
 from avfmae.eval.metrics import pooled_loso_metrics
 from avfmae.io import atomic_write_text, pyplot, save_figure
+from avfmae.machine import describe_machine
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +211,22 @@ def _curves_figure(params: Params, dataset: str) -> Path | None:
     return save_figure(fig, FIGURES / f"{dataset}_curves.png")
 
 
+def fold_scores(test: pd.DataFrame, first: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """``{metric: {fold: score}}`` for the selection metric alone: the one figure per fold
+    that runs are compared by, kept small because ``dvc exp show`` shows every key."""
+    metric = first.get("selected", {}).get("metric", "")
+    if metric not in test.columns:
+        return {}
+    return {metric: {str(fold): float(v) for fold, v in test[metric].items()}}
+
+
+def _machine_line(machine: dict[str, Any]) -> str:
+    device = machine.get("gpu") or machine["device"]
+    return (f"Made on {machine['cpu']} (AMX: {'yes' if machine['amx'] else 'no'}, "
+            f"{machine['threads']} threads), torch {machine['torch']}, {device}, fine-tuning "
+            f"precision {machine['precision']}; figures differ across CPUs, precisions and seeds.")
+
+
 def _dataset_section(params: Params, ds: str, summary: dict[str, Any]) -> list[str]:
     """The report lines of one dataset; fills ``summary[ds]``."""
     test = fold_table(params, ds, "test")
@@ -218,6 +238,7 @@ def _dataset_section(params: Params, ds: str, summary: dict[str, Any]) -> list[s
     first = _read_json(pipeline.path("evaluate", "test", params, ds=ds,
                                      fold=params.data.folds[0]))
     labels = first.get("labels", [])
+    summary[ds]["test_by_fold"] = fold_scores(test, first)
     regression = "confusion_matrix" not in first and first.get("task") == "DEA"
     if regression:  # the per-dimension figures get a table of their own below
         per_dim = [f"{m}_{d}" for d in labels for m in (*REGRESSION_METRICS, "rmse")]
@@ -278,6 +299,8 @@ def report(params: Params) -> Path:
         for ds, res in summary.items():
             for metric, ms in res["test"].items():
                 sections.append(f"| {ds} | {metric} | {ms['mean']:.4f} ± {ms['std']:.4f} |")
+    summary["machine"] = describe_machine(params.finetune.amp)
+    sections[5:5] = [_machine_line(summary["machine"]), ""]  # after the header paragraph
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     SUMMARY.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(SUMMARY, json.dumps(summary, indent=2) + "\n")

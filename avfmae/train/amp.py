@@ -19,31 +19,12 @@ from typing import Any
 
 import torch
 
+# how a setting resolves is machine knowledge, shared with the report (avfmae/machine.py)
+from avfmae.machine import (AMP_MODES, cpu_has_bf16_matrix_units, precision_name,
+                            resolve_amp_dtype)
+
 __all__ = ["AMP_MODES", "Precision", "cpu_has_bf16_matrix_units", "optimizer_step",
            "resolve_amp_dtype"]
-
-AMP_MODES = ("auto", "off", "bf16", "fp16")
-
-
-def resolve_amp_dtype(mode: str, device: torch.device | str) -> torch.dtype | None:
-    """Autocast dtype for ``mode`` on ``device``; ``None`` means fp32 (no autocast)."""
-    if mode not in AMP_MODES:
-        raise ValueError(f"amp mode {mode!r} is not one of {list(AMP_MODES)}")
-    dev = torch.device(device)
-    if mode == "off":
-        return None
-    if mode == "bf16":
-        return torch.bfloat16
-    if mode == "fp16":
-        return torch.float16
-    if dev.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if cpu_has_bf16_matrix_units() else None
-
-
-def cpu_has_bf16_matrix_units() -> bool:
-    """Whether this CPU multiplies bf16 matrices in dedicated tiles (Intel AMX)."""
-    return bool(torch.cpu._is_amx_tile_supported())
 
 
 @dataclass
@@ -63,7 +44,7 @@ class Precision:
 
     @property
     def name(self) -> str:
-        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
+        return precision_name(self.dtype)
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         """Context manager for the forward pass (a no-op in fp32)."""
