@@ -53,7 +53,10 @@ def _section_keys(section: str, without: tuple[str, ...] = ()) -> tuple[str, ...
 class Stage:
     """One pipeline stage.
 
-    ``deps``/``outs`` map a role name to a path template; ``params`` are dotted ``params.yaml``
+    ``deps``/``outs`` map a role name to a path template (``outs`` are cached by DVC;
+    ``metrics`` are the headline figures ``dvc metrics show`` lists; ``files`` are small records
+    kept in git, read by later stages; ``plots`` are drawn by ``dvc plots show``); ``params`` are
+    dotted ``params.yaml``
     keys whose edits rerun it; ``module`` is the entry module whose import closure is the
     stage's code (see :mod:`avfmae.codegraph`). ``run`` is where a long stage keeps its
     resumable state, under ``runs/``, which is deliberately not an output: neither orchestrator
@@ -69,6 +72,7 @@ class Stage:
     deps: dict[str, str] = field(default_factory=dict)
     outs: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, str] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
     plots: dict[str, str] = field(default_factory=dict)
     run: str = ""
     params: tuple[str, ...] = ()
@@ -87,8 +91,9 @@ def _finetune_stage(name: str) -> Stage:
         wildcards=("ds", "fold"),
         deps={"clips": CLIPS, "splits": INDEX},
         outs={"model": f"models/finetune/{{ds}}/fold{{fold}}/{name}"},
-        metrics={"selection": f"metrics/{{ds}}/fold{{fold}}/{name}.json"},
-        plots={"curves": f"plots/finetune/{{ds}}/fold{{fold}}/{name}.csv"},
+        files={"selection": f"metrics/{{ds}}/fold{{fold}}/{name}.json",
+               "curves_summary": f"live/finetune/{{ds}}/fold{{fold}}/{name}/metrics.json"},
+        plots={"curves": f"live/finetune/{{ds}}/fold{{fold}}/{name}/plots/metrics"},
         run=f"runs/finetune/{{ds}}/fold{{fold}}/{name}",
         params=("model", "data.datasets", "finetune.init", "finetune.modality",
                 "finetune.mix_audio", "finetune.regression_loss", "finetune.head_init_scale",
@@ -145,7 +150,8 @@ STAGES: tuple[Stage, ...] = (
         module="avfmae.train.pretrain",
         outs={"encoder": PRETRAIN_ENCODER},
         metrics={"summary": "metrics/pretrain.json"},
-        plots={"figures": "plots/pretrain"},
+        files={"curves_summary": "live/pretrain/metrics.json"},
+        plots={"figures": "plots/pretrain", "curves": "live/pretrain/plots/metrics"},
         run="runs/pretrain",
         params=("model", *_section_keys("pretrain"), "data.pretrain_pool"),
         threads=2, mem_mb=16000, runtime_min=1440, gpu=1,
@@ -160,7 +166,7 @@ STAGES: tuple[Stage, ...] = (
         wildcards=("ds", "fold"),
         deps={"clips": CLIPS, "splits": INDEX},
         outs={"predictions": "predictions/{ds}/fold{fold}.npz"},
-        metrics={"test": "metrics/{ds}/fold{fold}/test.json"},
+        files={"test": "metrics/{ds}/fold{fold}/test.json"},
         plots={"confusion": "plots/evaluate/{ds}/fold{fold}.csv"},
         # the last of finetune.stages is evaluated; the classifier is built (head init
         # included) before its weights are loaded
@@ -173,7 +179,9 @@ STAGES: tuple[Stage, ...] = (
         cmd="avfmae report",
         module="avfmae.eval.report",
         deps={"test": "metrics/{ds}/fold{fold}/test.json",
-              "selection": "metrics/{ds}/fold{fold}/{stage}.json"},
+              "predictions": "plots/evaluate/{ds}/fold{fold}.csv",
+              "selection": "metrics/{ds}/fold{fold}/{stage}.json",
+              "curves": "live/finetune/{ds}/fold{fold}/{stage}/plots/metrics"},
         outs={"report": "reports/report.md"},
         metrics={"summary": "metrics/summary.json"},
         plots={"figures": "plots/report"},
@@ -197,7 +205,7 @@ def path(name: str, role: str, params: Params, **wildcards: object) -> Path:
     """The path of ``role`` (an input, output, metric, plot or ``run``) of stage ``name`` for
     these wildcard values, e.g. ``path("evaluate", "test", params, ds="ravdess", fold=1)``."""
     s = stage(name)
-    roles = {**s.deps, **s.outs, **s.metrics, **s.plots, "run": s.run}
+    roles = {**s.deps, **s.outs, **s.metrics, **s.files, **s.plots, "run": s.run}
     if not roles.get(role):
         raise KeyError(f"stage {name} has no path {role!r}; it has {sorted(roles)}")
     return Path(_fill(roles[role], params, **wildcards))
@@ -233,11 +241,12 @@ def stage_inputs(name: str, params: Params, wildcards: dict[str, str]) -> dict[s
         return {"pool": [_fill(CLIPS, params, ds=ds) for ds in params.data.pretrain_pool]}
     if name == "report":
         runs = [(ds, k) for ds in params.data.datasets for k in params.data.folds]
-        return {
-            "test": [_fill(s.deps["test"], params, ds=ds, fold=k) for ds, k in runs],
-            "selection": [_fill(s.deps["selection"], params, ds=ds, fold=k, stage=st)
-                          for ds, k in runs for st in params.finetune.stages],
-        }
+        per_fold = {role: [_fill(s.deps[role], params, ds=ds, fold=k) for ds, k in runs]
+                    for role in ("test", "predictions")}
+        per_stage = {role: [_fill(s.deps[role], params, ds=ds, fold=k, stage=st)
+                            for ds, k in runs for st in params.finetune.stages]
+                     for role in ("selection", "curves")}
+        return {**per_fold, **per_stage}
     deps: dict[str, Any] = {role: _fill(p, params, **wildcards) for role, p in s.deps.items()}
     if name == "finetune_s1":
         # s1 pools every enabled and s1_pool dataset of the family (the target is one of them)
@@ -285,8 +294,9 @@ def _flat(values: dict[str, Any]) -> list[str]:
 
 # How `dvc plots show` draws each kind of plot output (by role name).
 PLOT_STYLE: dict[str, dict[str, str]] = {
-    "confusion": {"template": "confusion", "x": "actual", "y": "predicted"},
-    "curves": {"x": "epoch"},
+    # as the report draws it: true classes down, predicted across
+    "confusion": {"template": "confusion", "x": "predicted", "y": "actual"},
+    "curves": {"x": "step"},
 }
 
 _DVC_ITEM = {"ds": "${item.ds}", "fold": "${item.fold}"}
@@ -304,6 +314,7 @@ def _dvc_stage(s: Stage, params: Params) -> dict[str, Any]:
     if s.params:
         body["params"] = list(s.params)
     outs: list[Any] = [_fill(o, params, **fill) for o in s.outs.values()]
+    outs += [{_fill(f, params, **fill): {"cache": False}} for f in s.files.values()]
     body["outs"] = outs
     if s.metrics:
         body["metrics"] = [{_fill(m, params, **fill): {"cache": False}}
@@ -379,7 +390,7 @@ def stage_outputs(name: str, params: Params) -> dict[str, str]:
     patterns over the stage's wildcards."""
     s = stage(name)
     keep = {w: f"{{{w}}}" for w in s.wildcards}
-    produced = {**s.outs, **s.metrics, **s.plots}
+    produced = {**s.outs, **s.metrics, **s.files, **s.plots}
     return {role: _fill(p, params, **keep) for role, p in produced.items()}
 
 

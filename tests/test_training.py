@@ -20,6 +20,7 @@ from param_files import edit_params
 from safetensors.torch import load_file
 
 from avfmae.config import load_params
+from avfmae.curves import read_curves
 from avfmae.train.finetune import training_rows
 
 BIN = Path(sys.executable).parent
@@ -124,13 +125,13 @@ def test_sigterm_checkpoint_and_resume_is_bit_identical(micro_work: Path, tmp_pa
 def test_two_process_ddp_pretraining_follows_the_single_process_losses(micro_work: Path):
     edit_params(Path("params.yaml"), {"pretrain.batch_size": 4, "pretrain.epochs": 2})
     cli("pretrain")
-    single = pd.read_csv("plots/pretrain/losses.csv")
+    single = read_curves(Path("live/pretrain"))
     edit_params(Path("params.yaml"), {"pretrain.batch_size": 2})
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     res = subprocess.run([str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2",
                           "-m", "avfmae", "pretrain", "--resume", "never"],
                          capture_output=True, text=True, env=env)
     assert res.returncode == 0, res.stderr[-3000:]
-    double = pd.read_csv("plots/pretrain/losses.csv")
+    double = read_curves(Path("live/pretrain"))
     assert len(single) == len(double) >= 2
     np.testing.assert_allclose(double["loss"], single["loss"], rtol=2e-4, atol=2e-5)

@@ -8,18 +8,18 @@ import logging
 import shutil
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import torch
 from param_files import edit_params
 from safetensors import safe_open
 
 from avfmae.config import ConfigError, load_params
+from avfmae.curves import read_curves
 from avfmae.models import load_pretrained_encoder
-from avfmae.pipeline import PRETRAIN_ENCODER, snakemake_params
-from avfmae.train.checkpoint import load_weights
 from avfmae.models.loading import build_classifier
+from avfmae.pipeline import PRETRAIN_ENCODER, snakemake_params
 from avfmae.tasks import task_of
+from avfmae.train.checkpoint import load_weights
 from avfmae.train.finetune import initialise
 from avfmae.train import pretrain as pretrain_module
 from avfmae.train.pretrain import pretrain
@@ -55,7 +55,7 @@ def test_one_modality_pretrains_resumes_exactly_and_loads_into_finetuning(
     assert reference and all(k.startswith(f"{modality}_encoder.") for k in reference)
     with safe_open(PRETRAIN_ENCODER, "pt") as f:
         assert f.metadata()["modality"] == modality
-    losses = pd.read_csv("plots/pretrain/losses.csv")
+    losses = read_curves(Path("live/pretrain"))
     assert f"loss_{modality}" in losses and not {f"loss_{other}", "loss_hcmcl"} & set(losses)
     assert (losses["loss"] == losses[f"loss_{modality}"]).all()
     assert sorted(p.name for p in Path("plots/pretrain").glob("recon_*.png")) == \
@@ -71,7 +71,7 @@ def test_one_modality_pretrains_resumes_exactly_and_loads_into_finetuning(
     resumed = load_weights(PRETRAIN_ENCODER)
     assert resumed.keys() == reference.keys()
     assert all(torch.equal(resumed[k], reference[k]) for k in reference)
-    assert pd.read_csv("plots/pretrain/losses.csv").equals(losses)
+    assert read_curves(Path("live/pretrain")).equals(losses)
 
     # fine-tuning the audio-visual model: this encoder loads, the other one and fusion start
     # from their fresh initialisation, and the log line says so

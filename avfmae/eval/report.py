@@ -4,8 +4,8 @@ dimension and predicted-vs-true scatter plots, a cross-dataset summary, the s1 â
 comparison on validation, confusion matrices (classification only) and training curves.
 
 Reads only what the evaluate and fine-tune stages wrote (``metrics/<ds>/fold<k>/test.json``,
-``metrics/<ds>/fold<k>/<stage>.json``, ``plots/evaluate/<ds>/fold<k>.csv``,
-``plots/finetune/<ds>/fold<k>/<stage>.csv``); writes ``reports/report.md``,
+``metrics/<ds>/fold<k>/<stage>.json``, ``plots/evaluate/<ds>/fold<k>.csv``, the curves under
+``live/finetune/<ds>/fold<k>/<stage>/``); writes ``reports/report.md``,
 ``metrics/summary.json`` and PNG figures under ``plots/report/``. The summary also holds each
 dataset's per-fold test score of its selection metric (``test_by_fold``, what ``avfmae claims``
 pairs across DVC experiments) and the ``machine`` the report ran on: under ``dvc repro`` and
@@ -24,6 +24,7 @@ import pandas as pd
 
 from avfmae import pipeline
 from avfmae.config import Params
+from avfmae.curves import read_curves
 from avfmae.data import registry
 from avfmae.errors import UserError
 from avfmae.eval.metrics import pooled_loso_metrics
@@ -188,16 +189,16 @@ def _curves_figure(params: Params, dataset: str) -> Path | None:
     for fold in params.data.folds:
         offset = 0
         for st in params.finetune.stages:
-            path = pipeline.path(f"finetune_{st}", "curves", params, ds=dataset, fold=fold)
-            if not path.is_file():
+            where = {"params": params, "ds": dataset, "fold": fold}
+            curve = read_curves(pipeline.path(f"finetune_{st}", "curves_summary", **where).parent)
+            if curve.empty:
                 continue
-            curve = pd.read_csv(path)
-            x = curve["epoch"] + offset
-            axes[0].plot(x, curve["train_loss"], label=f"fold {fold} {st}")
-            val_cols = [c for c in curve.columns if c.startswith("val_")]
-            if val_cols:
-                axes[1].plot(x, curve[val_cols[0]], label=f"fold {fold} {st}")
-                axes[1].set_ylabel(val_cols[0])
+            metric = "val_" + _read_json(pipeline.path(f"finetune_{st}", "selection", **where))[
+                "selection_metric"]
+            x = curve["step"] + offset  # one step per epoch
+            axes[0].plot(x, curve["loss"], label=f"fold {fold} {st}")
+            axes[1].plot(x, curve[metric], label=f"fold {fold} {st}")
+            axes[1].set_ylabel(metric)
             offset = int(x.max()) + 1
             drawn = True
     if not drawn:

@@ -11,8 +11,9 @@
 Each stage starts from the previous enabled stage's selected weights (the first from the
 pretrained encoder, or from scratch with ``finetune.init: random``), picks its best epoch on
 the target's validation split, and writes ``models/finetune/<ds>/fold<k>/<stage>/`` (``best`` and
-``last`` weights), ``metrics/<ds>/fold<k>/<stage>.json`` and the curve
-``plots/finetune/<ds>/fold<k>/<stage>.csv``.
+``last`` weights), ``metrics/<ds>/fold<k>/<stage>.json`` (the selection) and, live while it
+trains, the curves ``live/finetune/<ds>/fold<k>/<stage>/`` (training loss, validation metrics,
+learning rate per epoch).
 """
 
 from __future__ import annotations
@@ -319,7 +320,9 @@ def finetune(params: Params, stage: str, dataset: str, fold: int, resume: str = 
                 precision=Precision.create(params.finetune.amp, info.device),
                 checkpoints=prepare_run_dir(run_dir, run_settings(params, dataset, fold, stage),
                                             resume),
-                epochs=cfg.epochs, desc=f"{stage} {dataset} fold {fold}")
+                epochs=cfg.epochs, desc=f"{stage} {dataset} fold {fold}",
+                curves=pipeline.path(f"finetune_{stage}", "curves_summary", params,
+                                     ds=dataset, fold=fold).parent)
     loop.resume(resume)
     log.info("%s %s fold %d: %d training clips (%s), %d validation clips, from %s, lr %.3g",
              stage, dataset, fold, len(train_set), ", ".join(tasks), len(val_set), origin, peak)
@@ -374,12 +377,7 @@ def _write_outputs(params: Params, dataset: str, fold: int, stage: str, module: 
         "val_last": {k.removeprefix("val_"): v for k, v in history[-1].items()
                      if k.startswith("val_")},
     }
-    where = {"ds": dataset, "fold": fold}
-    atomic_write_text(pipeline.path(f"finetune_{stage}", "selection", params, **where),
-                      json.dumps(selection, indent=2) + "\n")
-    curve = pd.DataFrame([{"epoch": h["epoch"], "train_loss": h["loss"], key: h[key]}
-                          for h in history])
-    atomic_write_text(pipeline.path(f"finetune_{stage}", "curves", params, **where),
-                      curve.to_csv(index=False))
+    atomic_write_text(pipeline.path(f"finetune_{stage}", "selection", params, ds=dataset,
+                                    fold=fold), json.dumps(selection, indent=2) + "\n")
     log.info("%s %s fold %d: best epoch %d (%s %.4f)", stage, dataset, fold, best["epoch"],
              key, best[key])

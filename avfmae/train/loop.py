@@ -2,7 +2,8 @@
 
 One loop for both stages: AMP, gradient clipping, per-step schedule, the resumable sampler,
 periodic checkpoints, a checkpoint and exit code 75 on SIGTERM/SIGUSR1 (SLURM preemption), a
-progress bar with loss and clips/s on rank 0, and a per-epoch hook (validation). Resuming
+progress bar with loss and clips/s on rank 0, a per-epoch hook (validation), and live curves
+(:mod:`avfmae.curves`) per step or per epoch. Resuming
 restores model, optimizer, scaler, schedule, RNG and data position, so an interrupted-and-
 resumed run ends with the same weights as an uninterrupted one.
 """
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from avfmae.curves import log_record, open_curves
 from avfmae.errors import UserError
 from avfmae.io import atomic_write_text
 from avfmae.train.amp import Precision, optimizer_step
@@ -86,7 +88,8 @@ class Loop:
     """Everything one training run needs; :meth:`fit` runs it.
 
     ``model`` is what the step function calls (possibly DDP-wrapped); ``module`` the bare
-    module whose state is checkpointed.
+    module whose state is checkpointed. ``curves``: the folder of the live curves, one point
+    per training step (``curve_every="step"``) or per epoch.
     """
 
     model: nn.Module
@@ -101,6 +104,9 @@ class Loop:
     clip_grad: float = 0.0
     every_steps: int = 50
     desc: str = "train"
+    curves: Path | None = None
+    curve_every: str = "epoch"
+    _live: Any = field(default=None, init=False, repr=False)
     history: list[dict[str, float]] = field(default_factory=list)
     steps: list[dict[str, float]] = field(default_factory=list)
     step: int = 0
@@ -136,20 +142,31 @@ class Loop:
         """Train to ``epochs``; returns one record per epoch (mean losses + ``epoch_end``'s)."""
         self.checkpoints.every_steps = self.every_steps
         done = {int(h["epoch"]) for h in self.history}
+        self._live = None
+        if self.curves is not None and is_main_process():
+            restored = self.steps if self.curve_every == "step" else self.history
+            self._live = open_curves(self.curves, restored)
         with Preemption() as preemption:
             for epoch in range(self.sampler.epoch, self.epochs):
                 if epoch in done:
                     continue
                 self.loader.set_epoch(epoch)
                 self._train_epoch(epoch, step_fn, preemption)
-                record = {"epoch": epoch, **self._epoch_means(epoch)}
+                record = {"epoch": epoch, **self._epoch_means(epoch), "lr": self.schedule.lr}
                 if epoch_end is not None:
                     record.update(epoch_end(epoch))
                 self.history.append(record)
+                self._curve_point(record, "epoch")
                 log.info("%s epoch %d: %s", self.desc, epoch,
                          ", ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "epoch"))
                 self._save()
+        if self._live is not None:
+            self._live.end()
         return self.history
+
+    def _curve_point(self, record: dict[str, float], every: str) -> None:
+        if self._live is not None and self.curve_every == every:
+            log_record(self._live, record)
 
     def _train_epoch(self, epoch: int, step_fn: StepFn, preemption: Preemption) -> None:
         self.model.train()
@@ -169,6 +186,7 @@ class Loop:
             record = {k: float(all_reduce_mean(v.detach().float())) for k, v in losses.items()}
             record.update(step=self.step, epoch=epoch, lr=self.schedule.lr)
             self.steps.append(record)
+            self._curve_point(record, "step")
             bar.set_postfix(loss=f"{record['loss']:.4f}",
                             clips_s=f"{n * world / (time.perf_counter() - started):.1f}")
             bar.update(1)

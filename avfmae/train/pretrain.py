@@ -8,7 +8,9 @@ masked autoencoder alone (its masks and reconstruction loss) — and writes:
 - ``models/pretrain/encoder.safetensors`` — encoders + fusion (those the model has), what
   fine-tuning loads;
 - ``metrics/pretrain.json`` — first/last epoch losses, throughput;
-- ``plots/pretrain/`` — ``losses.csv`` (per step) and reconstruction pictures;
+- ``plots/pretrain/`` — reconstruction pictures;
+- ``live/pretrain/`` — every loss term and the learning rate per step, written live
+  (:mod:`avfmae.curves`);
 - ``runs/pretrain/`` — resumable checkpoints while it runs, kept across an interruption only
   for a rerun with the same settings and the same clips; removed when the stage finishes.
 
@@ -126,7 +128,8 @@ def pretrain(params: Params, resume: str = "auto") -> Path:
         schedule=schedule, precision=Precision.create(cfg.amp, info.device),
         checkpoints=prepare_run_dir(run_dir, run_settings(params), resume),
         epochs=cfg.epochs, clip_grad=cfg.clip_grad, every_steps=cfg.checkpoint_every_steps,
-        desc="pretrain")
+        desc="pretrain", curves=pipeline.path("pretrain", "curves_summary", params).parent,
+        curve_every="step")
     loop.resume(resume)
     log.info("pretraining %s %s (%.2fM params) on %d clips, %d steps/epoch, batch %d x %d, "
              "lr %.3g", params.model.scale, cfg.modality,
@@ -175,10 +178,7 @@ def encoder_state(module: AVFPretrain) -> dict[str, torch.Tensor]:
 def _write_outputs(params: Params, module: AVFPretrain, dataset: ClipDataset,
                    history: list[dict[str, float]], steps: list[dict[str, float]],
                    elapsed: float) -> None:
-    plots = pipeline.path("pretrain", "figures", params)
-    plots.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(steps).to_csv(plots / "losses.csv", index=False)
-    save_reconstructions(params, module, dataset, plots)
+    save_reconstructions(params, module, dataset, pipeline.path("pretrain", "figures", params))
     first, last = history[0], history[-1]
     metrics = {
         "epochs": len(history), "steps": len(steps), "clips": len(dataset),
