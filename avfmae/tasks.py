@@ -18,7 +18,7 @@ from avfmae.data.clips import load_split
 from avfmae.errors import UserError
 
 # the validation metric each kind of task selects its epoch on: the protocols' table metric
-# (weighted F1 for levelled dimensions, UF1 for micro-expressions)
+# (weighted F1 for levelled dimensions — their mean over dimensions —, UF1 for micro-expressions)
 SELECTION_METRIC = {"CEA": "uar", "MER": "macro_f1", "DEA": "ccc", "DEA-levels": "weighted_f1"}
 
 
@@ -26,26 +26,42 @@ SELECTION_METRIC = {"CEA": "uar", "MER": "macro_f1", "DEA": "ccc", "DEA-levels":
 class Task:
     """What a dataset asks of the model: family, output size, label or target names.
 
-    ``regression``: continuous targets (``names`` = target dimensions); otherwise classes
-    (``names`` = label names; for a levelled dimensional dataset the level names).
+    ``regression``: continuous targets (``names`` = target dimensions). Otherwise classes:
+    ``names`` = label names, or for a levelled dimensional dataset the level names shared by
+    its ``dimensions``, each classified on its own: the head's outputs are viewed as
+    ``(D, L)`` logits, D = dimensions, L = levels (a single label has no dimensions).
     """
 
     dataset: str
     family: str
     names: tuple[str, ...]
     regression: bool = False
+    dimensions: tuple[str, ...] = ()
+
+    @property
+    def levelled(self) -> bool:
+        return bool(self.dimensions)
 
     @property
     def outputs(self) -> int:
-        return len(self.names)
+        return len(self.names) * max(1, len(self.dimensions))
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """One clip's prediction: ``(K,)``, or ``(D, L)`` level probabilities when levelled."""
+        return (len(self.dimensions), len(self.names)) if self.levelled else (self.outputs,)
 
     @property
     def target_columns(self) -> tuple[str, ...]:
-        return tuple(f"t_{n}" for n in self.names) if self.regression else ()
+        """The clip-row columns training and evaluation read as the batch's ``target``: the
+        regression values ``t_<dim>``, or a levelled task's level indices ``l_<dim>``."""
+        if self.regression:
+            return tuple(f"t_{n}" for n in self.names)
+        return tuple(f"l_{d}" for d in self.dimensions)
 
     @property
     def selection_metric(self) -> str:
-        if self.family == "DEA" and not self.regression:
+        if self.levelled:
             return SELECTION_METRIC["DEA-levels"]
         return SELECTION_METRIC[self.family]
 
@@ -66,7 +82,8 @@ def task_of(params: Params, dataset: str) -> Task:
         names = json.loads(index_json.read_text())["labels"]
     if not names:
         raise UserError(f"{dataset}: neither the registry nor {dataset}'s index lists label names")
-    return Task(dataset, spec.family, tuple(names), regression)
+    dimensions = spec.targets if spec.levelled else ()
+    return Task(dataset, spec.family, tuple(names), regression, tuple(dimensions))
 
 
 def split_rows(params: Params, dataset: str, fold: int, part: str) -> pd.DataFrame:

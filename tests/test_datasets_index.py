@@ -130,7 +130,8 @@ def test_every_registry_entry_downloads_and_indexes_its_fixture(shared, ds):
     m, s = ix.manifest, ix.splits
     assert list(m.columns[:7]) == ["clip_id", "dataset", "video", "audio", "subject", "labeled",
                                    "label"]
-    assert list(m.columns[7:]) == [f"t_{t}" for t in spec.targets]
+    assert list(m.columns[7:]) == [f"t_{t}" for t in spec.targets] + [
+        f"l_{t}" for t in spec.targets if spec.levelled]
     assert m["clip_id"].is_unique and (m["dataset"] == ds).all()
     for col in ("video", "audio"):
         paths = [v for v in m[col] if v]
@@ -157,10 +158,16 @@ def test_every_registry_entry_downloads_and_indexes_its_fixture(shared, ds):
         if spec.protocol.subject_independent:
             tr, va, te = (ix.subjects(k, p) for p in ("train", "val", "test"))
             assert not (tr & va) and not (tr & te) and not (va & te)
-    if spec.is_dimensional and not spec.levelled:
+    if spec.is_dimensional:
         assert (m["label"] == -1).all()
         assert np.isfinite(m.loc[m["labeled"], list(spec.target_columns)].to_numpy()).all()
         assert m.loc[~m["labeled"], list(spec.target_columns)].isna().all().all()
+        if spec.levelled:  # one level per dimension: l_<dim> in [0, L) exactly when labeled
+            levels = m[list(spec.level_columns)]
+            assert len(spec.level_columns) == len(spec.targets)
+            assert (levels[m["labeled"]] >= 0).all().all()
+            assert (levels[m["labeled"]] < spec.num_classes).all().all()
+            assert (levels[~m["labeled"]] == -1).all().all()
     else:
         assert (m.loc[m["labeled"], "label"] >= 0).all()
         assert (m.loc[~m["labeled"], "label"] == -1).all()
@@ -293,7 +300,16 @@ def test_avcaffe_and_werewolf_targets(shared):
     r = ix.row("aiim002_task_1_2")
     assert (r["t_arousal"], r["t_valence"], r["subject"]) == (4.0, 3.0, "aiim002")
     assert r["label"] == -1
-    assert not ix.row("aiim001_task_9_0")["labeled"]
+    # self-reports 4 and 3 are the levels "4" and "3": indices 3 and 2 of the levels 1-5
+    assert (r["l_arousal"], r["l_valence"]) == (3, 2)
+    for name, fact in ix.facts.items():
+        row = ix.row(name)
+        assert (row["l_arousal"], row["l_valence"]) == (fact["arousal"] - 1,
+                                                        fact["valence"] - 1)
+    assert ix.summary["per_label"]["arousal=4"] == sum(
+        f["arousal"] == 4 for f in ix.facts.values())
+    unlabeled = ix.row("aiim001_task_9_0")
+    assert not unlabeled["labeled"] and unlabeled["l_arousal"] == unlabeled["l_valence"] == -1
     ix = shared("werewolf_xl")
     r = ix.row("game01_p03_001")
     assert r["subject"] == "player03" and r["t_dominance"] == pytest.approx(0.2)

@@ -16,7 +16,7 @@ from avfmae.data.registry import DatasetError
 EXPECTED = ["mafw11", "mafw43", "dfew", "mer2023", "mer2024", "cremad6", "cremad4", "msp_improv",
             "ravdess", "iemocap", "avcaffe", "werewolf_xl", "samm", "casme2", "smic", "casme3",
             "mmew", "voxceleb2", "avspeech", "folder", "synthetic", "synthetic4", "synthetic_va",
-            "synthetic_valence5", "synthetic_me"]
+            "synthetic_valence5", "synthetic_av5", "synthetic_me"]
 
 
 def test_registry_names():
@@ -112,7 +112,7 @@ def test_describe_all_lists_every_entry():
 
 def test_synthetic_variant_labels_and_plans():
     from avfmae.config import SyntheticConfig
-    from avfmae.data.parsers.synthetic import class_label
+    from avfmae.data.parsers.synthetic import class_label, class_levels
     from avfmae.data.synthetic import class_table
     from avfmae.data.synthetic.dataset import manifest
     from avfmae.data.synthetic.variants import VARIANTS, variant_config
@@ -125,8 +125,11 @@ def test_synthetic_variant_labels_and_plans():
     table = {c["name"]: c for c in class_table()}
     levels = registry.get("synthetic_valence5")
     # valence 0.8 (happy) is in the top fifth of [-1, 1], -0.7 (sad) in the bottom one
-    assert class_label(table["happy"], levels) == "5" and class_label(table["sad"], levels) == "1"
-    assert class_label(table["neutral"], levels) == "3"
+    assert class_levels(table["happy"], levels) == {"valence": "5"}
+    assert class_levels(table["sad"], levels) == {"valence": "1"}
+    assert class_levels(table["neutral"], levels) == {"valence": "3"}
+    both = class_levels(table["sad"], registry.get("synthetic_av5"))
+    assert both["valence"] == "1" and set(both) == {"arousal", "valence"}
     me = registry.get("synthetic_me")
     assert [class_label(table[n], me) for n in ("calm", "angry", "surprised")] == [
         "positive", "negative", "neutral"]

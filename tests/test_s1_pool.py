@@ -12,7 +12,7 @@ import torch
 
 from avfmae.config import load_params
 from avfmae.tasks import Task
-from avfmae.train.finetune import Objective, regression_columns, training_rows
+from avfmae.train.finetune import Objective, target_columns, training_rows
 
 
 def _store(root: Path, ds: str, clips: dict[str, tuple[str, str]]) -> None:
@@ -87,7 +87,7 @@ def test_each_regression_head_is_trained_on_its_own_target_columns(write_params)
     params = load_params(write_params({"finetune.regression_loss": "mse"}))
     tasks = {"ww": Task("ww", "DEA", ("arousal", "valence", "dominance"), True),
              "va": Task("va", "DEA", ("valence", "arousal"), True)}
-    assert regression_columns(tasks) == ["t_arousal", "t_valence", "t_dominance"]
+    assert target_columns(tasks) == ["t_arousal", "t_valence", "t_dominance"]
     # rows 0-1 from ww, rows 2-3 from va (dominance unknown there: filled with 0)
     target = torch.tensor([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6], [0.7, 0.8, 0.0], [0.9, 1.0, 0.0]])
     right = {"ww": torch.cat([target[:2], torch.zeros(2, 3)]),

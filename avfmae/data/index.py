@@ -66,6 +66,8 @@ def read_manifest(path: Path | str) -> pd.DataFrame:
     for col in df.columns:
         if col.startswith("t_"):
             df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+        elif col.startswith("l_"):
+            df[col] = df[col].astype(int)
     return df
 
 
@@ -317,6 +319,8 @@ def _manifest(spec: DatasetSpec, clips: list[Clip], labels: tuple[str, ...]) -> 
     for c in clips:
         if c.label is not None and c.label not in label_index:
             bad.append(f"{c.clip_id}: {c.label!r}")
+        bad += [f"{c.clip_id} {dim}: {name!r}" for dim, name in (c.levels or {}).items()
+                if name not in label_index]
         row = {
             "clip_id": c.clip_id,
             "dataset": spec.name,
@@ -328,14 +332,16 @@ def _manifest(spec: DatasetSpec, clips: list[Clip], labels: tuple[str, ...]) -> 
         }
         for t in spec.targets:
             row[f"t_{t}"] = float(c.targets[t]) if c.targets and t in c.targets else np.nan
+        for t, col in zip(spec.targets, spec.level_columns):
+            row[col] = label_index.get(c.levels[t], -1) if c.levels and t in c.levels else -1
         rows.append(row)
     if bad:
         raise DatasetError(f"{spec.name}: labels outside {', '.join(labels)}: "
                            + ", ".join(bad[:20]))
-    cols = list(MANIFEST_COLUMNS) + list(spec.target_columns)
+    cols = list(MANIFEST_COLUMNS) + list(spec.target_columns) + list(spec.level_columns)
     df = pd.DataFrame(rows, columns=cols)
     df = df.astype({"clip_id": str, "dataset": str, "video": str, "audio": str, "subject": str,
-                    "labeled": bool, "label": int})
+                    "labeled": bool, "label": int, **dict.fromkeys(spec.level_columns, int)})
     for col in spec.target_columns:
         df[col] = df[col].astype(float)
     return df
@@ -346,6 +352,11 @@ def _summary(spec: DatasetSpec, manifest: pd.DataFrame, splits: pd.DataFrame, n_
     def per_label(ids: pd.Series) -> dict[str, int]:
         if not labels:
             return {}
+        if spec.levelled:  # a count per level of each dimension: "arousal=3"
+            sub = manifest.loc[manifest["clip_id"].isin(ids)]
+            return {f"{dim}={name}": int((sub[col] == i).sum())
+                    for dim, col in zip(spec.targets, spec.level_columns)
+                    for i, name in enumerate(labels)}
         sub = manifest.loc[manifest["clip_id"].isin(ids), "label"]
         counts = Counter(int(v) for v in sub)
         return {labels[i]: counts.get(i, 0) for i in range(len(labels))}

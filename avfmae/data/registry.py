@@ -156,13 +156,20 @@ class DatasetSpec:
 
     @property
     def levelled(self) -> bool:
-        """A dimensional dataset whose levels are classified (labels = level names)."""
+        """A dimensional dataset whose levels are classified: ``labels`` = the level names
+        shared by every dimension of ``targets``, one level per dimension and clip."""
         return self.family == "DEA" and bool(self.labels)
 
     @property
     def target_columns(self) -> tuple[str, ...]:
         """Manifest columns of the regression targets, e.g. ``("t_arousal", "t_valence")``."""
         return tuple(f"t_{t}" for t in self.targets)
+
+    @property
+    def level_columns(self) -> tuple[str, ...]:
+        """Manifest columns of a levelled dataset's level indices, e.g. ``("l_arousal",
+        "l_valence")`` (−1 = unlabeled); none for other datasets."""
+        return tuple(f"l_{t}" for t in self.targets) if self.levelled else ()
 
     def option(self, key: str, default: object = None) -> object:
         return dict(self.options).get(key, default)
@@ -175,6 +182,7 @@ class DatasetSpec:
 CEA_METRICS = ("uar", "war", "weighted_f1")
 DEA_METRICS = ("ccc", "pcc", "mse")
 MER_METRICS = ("uf1", "uar")
+LEVEL_METRICS = ("weighted_f1", "uar")
 
 _REGISTRY: dict[str, DatasetSpec] = {}
 
@@ -372,10 +380,12 @@ _add(DatasetSpec(
         "videos/**/*_task_*",
         "labels.csv",
     ),
-    "avcaffe:parse", targets=("arousal", "valence"),
-    metrics=("weighted_f1", "ccc"),
-    notes="self-reported arousal/valence per task on 5 levels (the published code trains a "
-          "5-way classifier per dimension and pools clip predictions per participant-task)",
+    "avcaffe:parse", labels=("1", "2", "3", "4", "5"), targets=("arousal", "valence"),
+    metrics=LEVEL_METRICS,
+    notes="self-reported arousal and valence per task on 5 levels, each dimension classified "
+          "5-way (one head, a softmax per dimension); weighted F1 and UAR per dimension, their "
+          "mean selects the epoch. Clip predictions are scored per clip: the published pooling "
+          "per participant-task is not applied",
 ))
 _add(DatasetSpec(
     "werewolf_xl", "Werewolf-XL", "DEA",
@@ -557,9 +567,15 @@ _synthetic_variant(
 )
 _synthetic_variant(
     "synthetic_valence5", "synthetic valence on 5 levels (embedded)", "DEA", _SYNTHETIC_FOLDS,
-    labels=("1", "2", "3", "4", "5"), targets=("valence",), metrics=("weighted_f1", "uar"),
-    options=(("label_from", "level:valence"),),
-    notes="valence cut into 5 equal levels of [-1, 1] and classified (like AVCAffe)",
+    labels=("1", "2", "3", "4", "5"), targets=("valence",), metrics=LEVEL_METRICS,
+    notes="valence cut into 5 equal levels of [-1, 1] and classified (one dimension of AVCAffe)",
+)
+_synthetic_variant(
+    "synthetic_av5", "synthetic arousal and valence on 5 levels (embedded)", "DEA",
+    _SYNTHETIC_FOLDS,
+    labels=("1", "2", "3", "4", "5"), targets=("arousal", "valence"), metrics=LEVEL_METRICS,
+    notes="arousal and valence each cut into 5 equal levels of [-1, 1] and classified per "
+          "dimension (like AVCAffe)",
 )
 _synthetic_variant(
     "synthetic_me", "synthetic micro-expressions (embedded)", "MER",
@@ -621,11 +637,14 @@ def describe(name: str) -> str:
     """A few lines about one dataset: task, labels/targets, protocol, metrics, source."""
     s = get(name)
     lines = [f"{s.name}: {s.title} [{s.family}]"]
-    if s.labels:
+    if s.levelled:
+        lines.append(f"  dimensions, each classified: {', '.join(s.targets)}")
+        lines.append(f"  levels ({s.num_classes}) of each dimension: {', '.join(s.labels)}")
+    elif s.labels:
         lines.append(f"  labels ({s.num_classes}): {', '.join(s.labels)}")
     elif s.num_classes:
         lines.append(f"  labels: {s.num_classes} classes, names read from the data")
-    if s.targets:
+    if s.targets and not s.levelled:
         lines.append(f"  targets: {', '.join(s.targets)}")
     lines.append(f"  protocol: {s.protocol.description}")
     if s.metrics:

@@ -8,7 +8,9 @@ manifest.csv: ``clip_id`` unique and filesystem-safe; ``dataset`` the registry n
 an existing file; ``audio`` empty or an existing file; ``subject`` a string (empty = unknown);
 ``labeled`` bool; ``label`` in ``[-1, K)``, ``>= 0`` exactly for labeled clips of a categorical
 dataset and ``-1`` otherwise; one float ``t_<target>`` column per regression target, finite for
-labeled clips and NaN for unlabeled ones.
+labeled clips and NaN for unlabeled ones; for a levelled dataset also one int ``l_<target>``
+column per dimension, its level index in ``[0, K)`` for labeled clips and ``-1`` otherwise
+(``label`` is then ``-1``: a clip has a level per dimension, not one class).
 
 splits.csv: ``clip_id`` a labeled clip of the manifest; ``fold`` in ``[1, n_folds]``; ``part`` in
 {train, val, test}; each clip at most once per fold; test parts disjoint across folds and (for
@@ -89,8 +91,11 @@ def manifest_schema(
     }
     for col in spec.target_columns:
         columns[col] = pa.Column(float, nullable=True)
+    for col in spec.level_columns:
+        columns[col] = pa.Column(int, pa.Check.in_range(-1, max(num_classes - 1, -1),
+                                                        name="level in range"))
 
-    categorical = num_classes > 0
+    categorical = num_classes > 0 and not spec.levelled
 
     def label_consistent(df: pd.DataFrame) -> pd.Series:
         if categorical:
@@ -99,6 +104,16 @@ def manifest_schema(
 
     checks = [pa.Check(label_consistent, name="label matches labeled",
                        error="labeled clips need a class index >= 0, unlabeled ones -1")]
+    if spec.level_columns:
+        levels = list(spec.level_columns)
+
+        def levels_consistent(df: pd.DataFrame) -> pd.Series:
+            known = (df[levels] >= 0).all(axis=1)
+            return (df["labeled"] & known) | (~df["labeled"] & (df[levels] == -1).all(axis=1))
+
+        checks.append(pa.Check(levels_consistent, name="levels match labeled",
+                               error="labeled clips need a level >= 0 per dimension, "
+                                     "unlabeled ones -1"))
     if spec.target_columns:
         cols = list(spec.target_columns)
 
@@ -107,7 +122,7 @@ def manifest_schema(
             finite = np.isfinite(vals).all(axis=1)
             missing = np.isnan(vals).all(axis=1)
             ok = np.where(df["labeled"].to_numpy(dtype=bool), finite,
-                          missing if not categorical else (missing | finite))
+                          missing if not num_classes else (missing | finite))
             return pd.Series(ok, index=df.index)
 
         checks.append(pa.Check(targets_consistent, name="targets match labeled",

@@ -4,8 +4,8 @@ Evaluation never selects anything: the fine-tuning stage picked its epoch on val
 the test split of a fold is predicted once with the selected (best-on-validation) weights of the
 last enabled stage, and once with its last-epoch weights (reported separately, labelled as such).
 Every clip is seen as ``eval.num_windows`` fixed temporal windows whose softmax probabilities
-(CEA, MER) or outputs (DEA) are averaged. Predictions are gathered from all ranks before any
-metric is computed.
+(CEA, MER; per dimension for levelled DEA) or outputs (DEA regression) are averaged.
+Predictions are gathered from all ranks before any metric is computed.
 """
 
 from __future__ import annotations
@@ -71,22 +71,15 @@ def _write_results(params: Params, dataset: str, fold: int, task: Task, stage: s
         "test": scalars(results["best"]),
         "test_last_epoch": scalars(results["last"]),
     }
+    if task.levelled:
+        summary["dimensions"] = list(task.dimensions)
     if not task.regression:
         summary["confusion_matrix"] = results["best"]["confusion_matrix"]
     where = {"ds": dataset, "fold": fold}
     atomic_write_text(pipeline.path("evaluate", "test", params, **where),
                       json.dumps(summary, indent=2) + "\n")
-    if task.regression:
-        table = pd.DataFrame({"clip_id": np.repeat(clip_ids, task.outputs),
-                              "dimension": np.tile(task.names, len(clip_ids)),
-                              "actual": best["target"].reshape(-1),
-                              "predicted": best["output"].reshape(-1)})
-    else:
-        names = np.array(task.names)
-        table = pd.DataFrame({"clip_id": clip_ids, "actual": names[best["label"]],
-                              "predicted": names[best["output"].argmax(-1)]})
     atomic_write_text(pipeline.path("evaluate", "confusion", params, **where),
-                      table.to_csv(index=False))
+                      clip_table(task, clip_ids, best).to_csv(index=False))
     buf = io.BytesIO()
     np.savez(buf, clip_id=clip_ids.astype(str), **{f"{w}_{k}": v for w, p in preds.items()
                                        for k, v in p.items()})
@@ -95,3 +88,22 @@ def _write_results(params: Params, dataset: str, fold: int, task: Task, stage: s
     log.info("%s fold %d test (selected epoch %s of %s): %s", dataset, fold,
              selection["best_epoch"], stage,
              ", ".join(f"{k}={v:.4f}" for k, v in summary["test"].items()))
+
+
+def clip_table(task: Task, clip_ids: np.ndarray, pred: dict[str, np.ndarray]) -> pd.DataFrame:
+    """``actual``/``predicted`` of every test clip: label names (classification), values per
+    ``dimension`` (regression), or level names per ``dimension`` (levelled)."""
+    if task.regression:
+        return pd.DataFrame({"clip_id": np.repeat(clip_ids, task.outputs),
+                             "dimension": np.tile(task.names, len(clip_ids)),
+                             "actual": pred["target"].reshape(-1),
+                             "predicted": pred["output"].reshape(-1)})
+    names = np.array(task.names)
+    if task.levelled:
+        dims = len(task.dimensions)
+        return pd.DataFrame({"clip_id": np.repeat(clip_ids, dims),
+                             "dimension": np.tile(task.dimensions, len(clip_ids)),
+                             "actual": names[pred["target"].astype(int).reshape(-1)],
+                             "predicted": names[pred["output"].argmax(-1).reshape(-1)]})
+    return pd.DataFrame({"clip_id": clip_ids, "actual": names[pred["label"]],
+                         "predicted": names[pred["output"].argmax(-1)]})

@@ -49,7 +49,9 @@ class ModelCard:
 
     ``task``: ``family`` (CEA | DEA | MER), ``dataset`` (the head's name), ``names`` (labels,
     levels or dimensions), ``regression`` (continuous outputs; a levelled DEA dataset
-    classifies). ``model``: ``scale``, ``overrides``, ``modality``, ``reference_compatible``.
+    classifies), ``dimensions`` (a levelled dataset's dimensions, each classified into the
+    levels ``names``; empty otherwise — and absent from cards written before levelled tasks had
+    dimensions). ``model``: ``scale``, ``overrides``, ``modality``, ``reference_compatible``.
     ``geometry``: the evaluation windows (see :data:`GEOMETRY`). ``preprocess``: ``settings``
     (the fields of :class:`avfmae.preprocess.Settings`), ``fingerprint`` and ``description`` of
     the training data's clip store. ``origin``: stage and fold of the checkpoint.
@@ -70,6 +72,15 @@ class ModelCard:
     @property
     def regression(self) -> bool:
         return bool(self.task["regression"])
+
+    @property
+    def dimensions(self) -> list[str]:
+        return list(self.task.get("dimensions", []))
+
+    @property
+    def outputs(self) -> int:
+        """The head's size: one logit per name, per dimension for a levelled task."""
+        return len(self.names) * max(1, len(self.dimensions))
 
     @property
     def head(self) -> str:
@@ -94,7 +105,7 @@ def model_card(params: Params, task: Any, *, stage: str, fold: int) -> ModelCard
         fp, desc = fingerprint(settings)
     return ModelCard(
         task={"family": task.family, "dataset": task.dataset, "names": list(task.names),
-              "regression": task.regression},
+              "regression": task.regression, "dimensions": list(task.dimensions)},
         model={"scale": params.model.scale, "overrides": dict(params.model.overrides),
                "modality": params.finetune.modality,
                "reference_compatible": params.model.reference_compatible},

@@ -63,8 +63,10 @@ class Predictions:
 
     ``clips``: one row per input video, in input order — ``video``, ``status`` (``ok`` or
     ``skipped``), ``reason`` and ``detail`` (why a clip was skipped: the preprocess stage's
-    reject reasons), ``predicted`` and ``prob_<label>`` (classification) or ``value_<dim>``
-    (DEA), ``windows``, and the preprocessing record (``face_rate``, ``box_jitter``, …).
+    reject reasons), ``predicted`` and ``prob_<label>`` (classification), ``value_<dim>`` (DEA
+    regression) or ``predicted_<dim>`` and ``prob_<dim>_<level>`` (levelled DEA; ``predicted``
+    then names every dimension's level, e.g. ``arousal=3 (p=0.41), valence=2 (p=0.55)``),
+    ``windows``, and the preprocessing record (``face_rate``, ``box_jitter``, …).
     ``timeline``: one row per window of every predicted clip — ``video``, ``window``,
     ``start_s``, ``end_s`` and the same output columns. ``info``: the model and protocol.
     """
@@ -191,7 +193,7 @@ def load_model(path: Path, card: ModelCard, device: torch.device) -> torch.nn.Mo
 
     m = card.model
     try:
-        model = create_model(m["scale"], num_classes={card.head: len(card.names)},
+        model = create_model(m["scale"], num_classes={card.head: card.outputs},
                              modality=m["modality"],
                              reference_compatible=m["reference_compatible"], **m["overrides"])
     except (ValueError, TypeError) as err:
@@ -248,7 +250,8 @@ class WindowDataset(ClipDataset):
 def window_outputs(model: torch.nn.Module, data: WindowDataset, card: ModelCard, *,
                    batch_size: int, device: torch.device, num_workers: int,
                    progress: bool) -> np.ndarray:
-    """``(N_windows, K)`` class probabilities (softmax) or regression outputs per window."""
+    """``(N_windows, K)`` class probabilities (softmax) or regression outputs per window; a
+    levelled model's ``(N_windows, D·L)`` level probabilities, a softmax per dimension."""
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size, num_workers=num_workers)
     outs = []
     with tqdm(total=len(data), unit="window", desc="predict", disable=not progress,
@@ -257,9 +260,11 @@ def window_outputs(model: torch.nn.Module, data: WindowDataset, card: ModelCard,
             video = batch["video"].flatten(0, 1).to(device)
             audio = batch["audio"].flatten(0, 1).to(device)
             out = model(video, audio, head=card.head).float()
-            outs.append((out if card.regression else out.softmax(-1)).cpu())
+            if not card.regression:
+                out = out.view(len(out), -1, len(card.names)).softmax(-1).flatten(1)
+            outs.append(out.cpu())
             bar.update(len(video))
-    return torch.cat(outs).numpy() if outs else np.zeros((0, len(card.names)), np.float32)
+    return torch.cat(outs).numpy() if outs else np.zeros((0, card.outputs), np.float32)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -377,8 +382,25 @@ def predict(inputs: str | Path | Iterable[str | Path], model: str | Path, *,
 
 
 def _output_names(card: ModelCard) -> list[str]:
+    """``prob_<label>`` / ``value_<dim>``; a levelled model's ``prob_<dim>_<level>``."""
+    if card.dimensions:
+        return [f"prob_{d}_{n}" for d in card.dimensions for n in card.names]
     prefix = "value_" if card.regression else "prob_"
     return [prefix + n for n in card.names]
+
+
+def _predicted(card: ModelCard, probs: np.ndarray) -> dict[str, str]:
+    """A clip's ``predicted`` label; for a levelled model a level per dimension
+    (``predicted_<dim>``) and ``predicted`` naming them all, e.g.
+    ``arousal=3 (p=0.41), valence=2 (p=0.55)``."""
+    if not card.dimensions:
+        return {"predicted": card.names[int(np.argmax(probs))]}
+    per_dim = probs.reshape(len(card.dimensions), len(card.names))
+    best = per_dim.argmax(-1)
+    text = ", ".join(f"{d}={card.names[b]} (p={p[b]:.2f})"
+                     for d, b, p in zip(card.dimensions, best, per_dim))
+    return {"predicted": text,
+            **{f"predicted_{d}": card.names[b] for d, b in zip(card.dimensions, best)}}
 
 
 def _timeline(videos: Sequence[Path], ok: list[int], rows: pd.DataFrame, data: WindowDataset,
@@ -408,13 +430,14 @@ def _clip_table(videos: Sequence[Path], results: Sequence[ClipResult], timeline:
         if res.ok:
             probs = means.loc[str(video)].to_numpy()
             if not card.regression:
-                rec["predicted"] = card.names[int(np.argmax(probs))]
+                rec.update(_predicted(card, probs))
             rec.update(dict(zip(names, probs.tolist())))
             rec["windows"] = int(counts.loc[str(video)])
         rec.update(res.stats)
         records.append(rec)
-    head = ["video", "status", "reason", "detail", *([] if card.regression else ["predicted"]),
-            *names, "windows"]
+    predicted = [] if card.regression else ["predicted",
+                                            *(f"predicted_{d}" for d in card.dimensions)]
+    head = ["video", "status", "reason", "detail", *predicted, *names, "windows"]
     table = pd.DataFrame.from_records(records)
     for col in head:
         if col not in table:

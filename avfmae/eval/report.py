@@ -1,6 +1,7 @@
 """The report stage: per-dataset fold tables (mean ± std), for micro-expression datasets the
 figures pooled over the leave-one-subject-out folds, for dimensional regression a table per
-dimension and predicted-vs-true scatter plots, a cross-dataset summary, the s1 → s2 → s3
+dimension and predicted-vs-true scatter plots, for levelled dimensional datasets a weighted-F1 /
+UAR table per dimension and a confusion matrix per dimension, a cross-dataset summary, the s1 → s2 → s3
 comparison on validation, confusion matrices (classification only) and training curves.
 
 Reads only what the evaluate and fine-tune stages wrote (``metrics/<ds>/fold<k>/test.json``,
@@ -113,14 +114,19 @@ def pooled_table(frames: list[pd.DataFrame], labels: list[str]) -> pd.DataFrame:
 REGRESSION_METRICS = ("ccc", "pcc", "mse", "mae")
 
 
-def dimension_table(params: Params, dataset: str, dims: list[str]) -> pd.DataFrame:
-    """DEA regression: one row per target dimension, mean ± std over folds of each metric."""
+LEVEL_METRICS = ("weighted_f1", "uar")
+
+
+def dimension_table(params: Params, dataset: str, dims: list[str],
+                    metrics: tuple[str, ...] = REGRESSION_METRICS) -> pd.DataFrame:
+    """DEA: one row per dimension, mean ± std over folds of each of ``metrics`` (regression:
+    :data:`REGRESSION_METRICS`; levelled: :data:`LEVEL_METRICS`)."""
     test = fold_table(params, dataset, "test")
     rows = {}
     for dim in dims:
-        stats = mean_std(test[[f"{m}_{dim}" for m in REGRESSION_METRICS]])
+        stats = mean_std(test[[f"{m}_{dim}" for m in metrics]])
         rows[dim] = {m: f"{stats[f'{m}_{dim}']['mean']:.4f} ± {stats[f'{m}_{dim}']['std']:.4f}"
-                     for m in REGRESSION_METRICS}
+                     for m in metrics}
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "dimension"
     return table
@@ -155,13 +161,16 @@ def _scatter_figure(dataset: str, frames: list[pd.DataFrame]) -> Path | None:
     return save_figure(fig, FIGURES / f"{dataset}_scatter.png")
 
 
-def _confusion_figure(dataset: str, frames: list[pd.DataFrame],
-                      labels: list[str]) -> Path | None:
+def _confusion_figure(dataset: str, frames: list[pd.DataFrame], labels: list[str],
+                      dimension: str | None = None) -> Path | None:
+    """Test confusion of all folds; of one ``dimension``'s levels for a levelled dataset."""
     if not frames or not labels:
         return None
     plt = pyplot()
 
     preds = pd.concat(frames)
+    if dimension is not None:
+        preds = preds[preds["dimension"] == dimension]
     index = {name: i for i, name in enumerate(labels)}
     counts = np.zeros((len(labels), len(labels)), dtype=int)
     for actual, predicted in zip(preds["actual"], preds["predicted"], strict=True):
@@ -176,9 +185,11 @@ def _confusion_figure(dataset: str, frames: list[pd.DataFrame],
     ax.set_yticks(range(len(labels)), labels)
     ax.set_xlabel("predicted")
     ax.set_ylabel("actual")
-    ax.set_title(f"{dataset}: test confusion, all folds\n(counts; colour = share of the row)",
+    name = dataset if dimension is None else f"{dataset} {dimension}"
+    ax.set_title(f"{name}: test confusion, all folds\n(counts; colour = share of the row)",
                  fontsize=10)
-    return save_figure(fig, FIGURES / f"{dataset}_confusion.png")
+    suffix = "" if dimension is None else f"_{dimension}"
+    return save_figure(fig, FIGURES / f"{dataset}_confusion{suffix}.png")
 
 
 def _curves_figure(params: Params, dataset: str) -> Path | None:
@@ -240,9 +251,11 @@ def _dataset_section(params: Params, ds: str, summary: dict[str, Any]) -> list[s
                                      fold=params.data.folds[0]))
     labels = first.get("labels", [])
     summary[ds]["test_by_fold"] = fold_scores(test, first)
+    levels_of = first.get("dimensions", [])  # a levelled DEA dataset's dimensions
     regression = "confusion_matrix" not in first and first.get("task") == "DEA"
-    if regression:  # the per-dimension figures get a table of their own below
-        per_dim = [f"{m}_{d}" for d in labels for m in (*REGRESSION_METRICS, "rmse")]
+    dims = labels if regression else levels_of
+    if dims:  # the per-dimension figures get a table of their own below
+        per_dim = [f"{m}_{d}" for d in dims for m in test.columns if f"{m}_{d}" in test.columns]
         test, last = test.drop(columns=per_dim), last.drop(columns=per_dim)
         stats = mean_std(test)
         summary[ds]["test"], summary[ds]["test_last_epoch"] = stats, mean_std(last)
@@ -253,12 +266,19 @@ def _dataset_section(params: Params, ds: str, summary: dict[str, Any]) -> list[s
                 _markdown_table(stages, mean_std(stages)), ""]
     predictions = fold_predictions(params, ds, regression)
     figures = [_curves_figure(params, ds)]
-    if regression:
-        dims = dimension_table(params, ds, labels)
-        summary[ds]["test_by_dimension"] = dims.to_dict(orient="index")
+    if dims:
+        table = dimension_table(params, ds, dims,
+                                REGRESSION_METRICS if regression else LEVEL_METRICS)
+        summary[ds]["test_by_dimension"] = table.to_dict(orient="index")
         sections += [f"### Test per dimension, folds {params.data.folds}", "",
-                     _dimension_markdown(dims), ""]
+                     _dimension_markdown(table), ""]
+        if levels_of:
+            sections += [f"Each dimension is classified into the levels {', '.join(labels)}; "
+                         "the table metrics above are the means over dimensions.", ""]
+    if regression:
         figures.insert(0, _scatter_figure(ds, predictions))
+    elif levels_of:
+        figures[:0] = [_confusion_figure(ds, predictions, labels, d) for d in levels_of]
     else:
         figures.insert(0, _confusion_figure(ds, predictions, labels))
     if registry.get(ds).family == "MER":

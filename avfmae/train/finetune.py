@@ -52,7 +52,7 @@ from avfmae.train.distributed import (
 )
 from avfmae.train.loop import Loop, finish_run, prepare_run_dir
 from avfmae.train.losses import regression_loss, soft_target_cross_entropy
-from avfmae.train.mixup import MixupCutmix
+from avfmae.train.mixup import MixupCutmix, joint_levels, level_marginals
 from avfmae.train.optim import WarmupCosineSchedule, build_optimizer, scaled_lr
 from avfmae.train.seeding import derive_seed, seed_everything
 
@@ -173,8 +173,9 @@ def training_rows(params: Params, dataset: str, fold: int, stage: str) -> pd.Dat
     return rows[~leaked].reset_index(drop=True)
 
 
-def regression_columns(tasks: dict[str, Task]) -> list[str]:
-    """The target columns of every regression task, in first-seen order (one batch tensor)."""
+def target_columns(tasks: dict[str, Task]) -> list[str]:
+    """The target columns of every task (regression values, level indices), in first-seen
+    order: one batch tensor, each head reading its own columns of it."""
     return list(dict.fromkeys(c for t in tasks.values() for c in t.target_columns))
 
 
@@ -216,15 +217,18 @@ class Objective:
     """Per-batch loss of a (possibly multi-dataset) batch.
 
     Classification: mixup/cutmix + label smoothing within each dataset's rows (label spaces
-    differ across datasets), soft-target cross-entropy on that dataset's head. Regression: MSE
-    or CCC. One forward pass computes every head, and heads with no rows in the batch enter the
-    loss with weight 0, so DDP needs no ``find_unused_parameters``.
+    differ across datasets), soft-target cross-entropy on that dataset's head. A levelled task
+    (D dimensions of L levels) mixes its clips' level combinations as ``L**D`` joint classes,
+    whose marginals are each dimension's mixed, smoothed target; its loss is the mean over
+    dimensions of the per-dimension cross-entropy. Regression: MSE or CCC. One forward pass
+    computes every head, and heads with no rows in the batch enter the loss with weight 0, so
+    DDP needs no ``find_unused_parameters``.
     """
 
     def __init__(self, params: Params, cfg: StageConfig, tasks: dict[str, Task], rank: int):
         self.params, self.cfg, self.tasks, self.rank = params, cfg, tasks, rank
-        columns = regression_columns(tasks)
-        # each regression head is trained on its own dataset's target columns of the batch
+        columns = target_columns(tasks)
+        # each head is trained on its own dataset's target columns of the batch
         self.columns = {name: [columns.index(c) for c in t.target_columns]
                         for name, t in tasks.items()}
 
@@ -239,8 +243,8 @@ class Objective:
             rows[name] = sel
             if sel.any() and not task.regression:
                 video[sel], audio[sel], soft[name] = self._mix(
-                    task, video[sel], audio[sel], batch["label"][sel], batch["index"][sel],
-                    epoch)
+                    task, video[sel], audio[sel], self._classes(task, batch, sel),
+                    batch["index"][sel], epoch)
         logits = model(video.to(device), audio.to(device), head=None)
         total = torch.zeros((), device=device)
         for name, task in self.tasks.items():
@@ -258,18 +262,32 @@ class Objective:
             total = total + loss * (int(rows[name].sum()) / len(names))
         return total
 
-    def _mix(self, task: Task, video: torch.Tensor, audio: torch.Tensor, labels: torch.Tensor,
+    def _classes(self, task: Task, batch: dict[str, Any], sel: torch.Tensor) -> torch.Tensor:
+        """``(B_sel,)`` the class to mix of each selected row: its label, or for a levelled
+        task the joint class of its levels (read from the batch's target columns)."""
+        if not task.levelled:
+            return batch["label"][sel]
+        levels = batch["target"][sel][:, self.columns[task.dataset]]
+        return joint_levels(levels.long(), len(task.names))
+
+    def _mix(self, task: Task, video: torch.Tensor, audio: torch.Tensor, classes: torch.Tensor,
              index: torch.Tensor, epoch: int) -> tuple[torch.Tensor, ...]:
+        """Mixed video and audio, and soft targets ``(B, K)``, or ``(B, D, L)`` levelled."""
         cfg = self.cfg
-        mixer = MixupCutmix(task.outputs, mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix,
+        dims = max(1, len(task.dimensions))
+        num_classes = len(task.names) ** dims
+        mixer = MixupCutmix(num_classes, mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix,
                             label_smoothing=cfg.label_smoothing,
                             mix_audio=self.params.finetune.mix_audio,
                             seed=derive_seed(self.params.finetune.seed, MIX_STREAM, epoch,
                                              int(index[0]), self.rank))
-        if len(labels) < 2:  # nothing to mix with
-            mixer = MixupCutmix(task.outputs, mixup_alpha=0.0, cutmix_alpha=0.0,
+        if len(classes) < 2:  # nothing to mix with
+            mixer = MixupCutmix(num_classes, mixup_alpha=0.0, cutmix_alpha=0.0,
                                 label_smoothing=cfg.label_smoothing)
-        return mixer(video, audio, labels)
+        video, audio, soft = mixer(video, audio, classes)
+        if task.levelled:
+            soft = level_marginals(soft, dims, len(task.names))
+        return video, audio, soft
 
 
 def finetune(params: Params, stage: str, dataset: str, fold: int, resume: str = "auto") -> Path:
@@ -284,7 +302,7 @@ def finetune(params: Params, stage: str, dataset: str, fold: int, resume: str = 
     target = task_of(params, dataset)
     rows = training_rows(params, dataset, fold, stage)
     tasks = {ds: task_of(params, ds) for ds in dict.fromkeys(rows["dataset"])}
-    columns = regression_columns(tasks)
+    columns = target_columns(tasks)
     for column in columns:  # rows of datasets without this target never reach its head
         rows[column] = rows[column].fillna(0.0) if column in rows else 0.0
     train_set = ClipDataset(rows, "train", seed=params.finetune.seed,

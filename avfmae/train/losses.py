@@ -296,8 +296,14 @@ def pretraining_losses(
 
 
 def soft_target_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """``mean_b Σ_k −target[b,k]·log_softmax(logits)[b,k]``; ``target (B, K)`` rows sum to 1."""
-    return torch.sum(-target * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
+    """``mean_b Σ_k −target[b,k]·log_softmax(logits)[b,k]``; ``target (B, K)`` rows sum to 1.
+
+    A levelled task's ``target (B, D, L)`` (one distribution over L levels per dimension) views
+    ``logits (B, D·L)`` as ``(B, D, L)``: a softmax per dimension, and the loss is the mean over
+    dimensions of their cross-entropies.
+    """
+    logits = logits.float().reshape(target.shape)
+    return torch.sum(-target * F.log_softmax(logits, dim=-1), dim=-1).mean()
 
 
 def ccc_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["smooth_one_hot", "MixupCutmix"]
+__all__ = ["smooth_one_hot", "MixupCutmix", "joint_levels", "level_marginals"]
 
 
 def smooth_one_hot(labels: torch.Tensor, num_classes: int, smoothing: float = 0.0) -> torch.Tensor:
@@ -32,6 +32,25 @@ def smooth_one_hot(labels: torch.Tensor, num_classes: int, smoothing: float = 0.
     off = smoothing / num_classes
     out = torch.full((labels.shape[0], num_classes), off, device=labels.device)
     return out.scatter_(1, labels.long().view(-1, 1), 1.0 - smoothing + off)
+
+
+def joint_levels(levels: torch.Tensor, num_levels: int) -> torch.Tensor:
+    """``(B,)`` one class per combination of a levelled task's ``levels (B, D)`` (row-major:
+    the last dimension varies fastest), to mix as a ``num_levels**D``-class label."""
+    weights = num_levels ** torch.arange(levels.shape[1] - 1, -1, -1, device=levels.device)
+    return (levels.long() * weights).sum(1)
+
+
+def level_marginals(soft: torch.Tensor, dimensions: int, num_levels: int) -> torch.Tensor:
+    """``(B, D, L)`` per-dimension targets from mixed joint targets ``soft (B, L**D)``.
+
+    Mixing and smoothing are linear, so each marginal is exactly that dimension's mixed,
+    ``ε``-smoothed one-hot target (``1 − ε + ε/L`` on the level, ``ε/L`` elsewhere).
+    """
+    b = soft.shape[0]
+    grid = soft.view(b, *([num_levels] * dimensions))
+    return torch.stack([grid.movedim(d + 1, 1).reshape(b, num_levels, -1).sum(-1)
+                        for d in range(dimensions)], dim=1)
 
 
 class MixupCutmix:

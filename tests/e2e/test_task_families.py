@@ -1,7 +1,8 @@
 """Every task family through the real `dvc repro` in one run, on the embedded synthetic variants:
 CEA with a pooled s1 (``synthetic`` + ``synthetic4``, two label sets), DEA with a pooled s1 of two
 datasets with different target dimensions (``synthetic_va`` regression of valence and arousal,
-``synthetic_valence5`` valence on 5 levels, classified) and MER (``synthetic_me``,
+``synthetic_av5`` arousal and valence on 5 levels, each classified, like AVCAffe) and MER
+(``synthetic_me``,
 leave-one-subject-out), each reaching ``reports/report.md`` with its family's tables and
 figures."""
 
@@ -20,7 +21,7 @@ from pipeline_repo import BIN, MICRO_PARAMS, copy_checkout, git, run, set_params
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 FAMILIES = {**MICRO_PARAMS,
-            "data.datasets": ["synthetic", "synthetic_va", "synthetic_valence5", "synthetic_me"],
+            "data.datasets": ["synthetic", "synthetic_va", "synthetic_av5", "synthetic_me"],
             "data.s1_pool": ["synthetic4"]}
 
 
@@ -61,13 +62,20 @@ def test_each_family_reaches_the_report(families_repo: Path):
     assert not (repo / "plots/report/synthetic_va_confusion.png").exists()
     assert set(summary["synthetic_va"]["test_by_dimension"]) == {"valence", "arousal"}
     va_log = (repo / "logs/finetune/s1_synthetic_va_1.log").read_text()
-    assert "training clips (synthetic_va, synthetic_valence5)" in va_log
+    assert "training clips (synthetic_va, synthetic_av5)" in va_log
     assert json.loads((repo / "metrics/synthetic_va/fold1/s3.json").read_text())[
         "selection_metric"] == "ccc"
 
-    levels = _section(report, "synthetic_valence5")
-    assert "synthetic_valence5_confusion.png" in levels and "weighted_f1" in levels
-    assert json.loads((repo / "metrics/synthetic_valence5/fold1/s3.json").read_text())[
+    levels = _section(report, "synthetic_av5")
+    for dim in ("arousal", "valence"):  # one confusion matrix per levelled dimension
+        assert f"synthetic_av5_confusion_{dim}.png" in levels
+        assert (repo / f"plots/report/synthetic_av5_confusion_{dim}.png").stat().st_size > 1000
+    assert "Test per dimension" in levels and "weighted_f1" in levels and "ccc" not in levels
+    assert set(summary["synthetic_av5"]["test_by_dimension"]) == {"arousal", "valence"}
+    test = json.loads((repo / "metrics/synthetic_av5/fold1/test.json").read_text())
+    assert test["dimensions"] == ["arousal", "valence"]
+    assert {"weighted_f1_arousal", "uar_valence", "weighted_f1"} <= set(test["test"])
+    assert json.loads((repo / "metrics/synthetic_av5/fold1/s3.json").read_text())[
         "selection_metric"] == "weighted_f1"
 
     mer = _section(report, "synthetic_me")

@@ -21,7 +21,8 @@ class Clip:
     """One clip as a parser sees it.
 
     ``label`` is a class name of the spec's label list (``None`` = unlabeled); ``targets`` maps a
-    regression target to its value (``None`` = unlabeled). ``fold``: for ``official`` protocols
+    regression target to its value (``None`` = unlabeled); ``levels`` maps each dimension of a
+    levelled dataset to its level name (one of the spec's labels; ``None`` = unlabeled). ``fold``: for ``official`` protocols
     the fold whose test list names the clip (0 = training only); for ``groups`` protocols the
     group (session) number. ``frames`` (an image sequence) or ``segment`` (start and end in
     seconds of ``video``) ask the index stage to write the clip's own video file first.
@@ -33,13 +34,14 @@ class Clip:
     subject: str = ""
     label: str | None = None
     targets: dict[str, float] | None = None
+    levels: dict[str, str] | None = None
     fold: int | None = None
     frames: list[Path] | None = None
     segment: tuple[float, float] | None = None
 
     @property
     def labeled(self) -> bool:
-        return self.label is not None or self.targets is not None
+        return self.label is not None or self.targets is not None or self.levels is not None
 
 
 @dataclass

@@ -2,7 +2,9 @@
 clips ``videos/**/<participant>_task_<t>_<k>.<mp4|avi>`` and ``labels.csv`` with the columns
 ``participant,task,arousal,valence`` (self-reports per participant and task; ``task`` may be
 ``3`` or ``task_3``). A clip inherits its task's arousal/valence; clips of tasks without a
-label row are kept as unlabeled clips. The subject is the participant.
+label row are kept as unlabeled clips. The subject is the participant. The self-reports are
+levels: each value must be one of the registry's level names (1–5), and becomes the clip's level
+of that dimension (the value itself stays as the ``t_<dim>`` column).
 """
 
 from __future__ import annotations
@@ -45,7 +47,21 @@ def parse(root: Path, spec: DatasetSpec) -> ParseResult:
         targets = table.get((m["pid"], int(m["task"])))
         if targets is None:
             res.skip("no label row for the clip's participant and task: kept unlabeled")
-        res.clips.append(Clip(safe_id(path.stem), video=path, subject=m["pid"], targets=targets))
+        res.clips.append(Clip(safe_id(path.stem), video=path, subject=m["pid"], targets=targets,
+                              levels=report_levels(targets, spec, path)))
     if not res.clips:
         raise DatasetError(f"{root}: no AVCAffe clips under videos/")
     return res
+
+
+def report_levels(targets: dict[str, float] | None, spec: DatasetSpec,
+                  clip: Path) -> dict[str, str] | None:
+    """The level name of each self-report; a value that is no level is an error."""
+    if targets is None:
+        return None
+    levels = {dim: f"{value:g}" for dim, value in targets.items()}
+    off = {dim: v for dim, v in levels.items() if v not in spec.labels}
+    if off:
+        raise DatasetError(f"{clip.name}: self-reports {off} are not among the levels "
+                           f"{', '.join(spec.labels)}")
+    return levels

@@ -4,9 +4,10 @@
 
 A labeled clip's label is its class name, or for the variants (``synthetic/variants.py``) what
 the registry entry's ``label_from`` option derives from the class: ``face`` (its face pattern,
-renamed by ``face_labels``) or ``level:<dim>`` (the 1-based level of the class's value of ``dim``
-on ``levels`` equal bins of [-1, 1]). Its ``t_<dim>`` targets are the class's values; pool clips
-are unlabeled. The subject is the actor folder.
+renamed by ``face_labels``). A levelled variant's clip gets one level per target dimension: the
+level of the class's value on as many equal bins of [-1, 1] as the entry has labels. Its
+``t_<dim>`` targets are the class's values; pool clips are unlabeled. The subject is the actor
+folder.
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ def parse(root: Path, spec: DatasetSpec) -> ParseResult:
         raise DatasetError(f"{meta_file} missing: run `avfmae download {spec.name}`")
     meta = json.loads(meta_file.read_text())
     classes = sorted(meta.get("classes", []), key=lambda c: int(c["code"]))
-    labels = {int(c["code"]): class_label(c, spec) if spec.labels else None for c in classes}
+    labels = {int(c["code"]): class_label(c, spec) if spec.labels and not spec.levelled else None
+              for c in classes}
     derived = spec.option("label_from") is not None
-    if spec.labels and (not set(labels.values()) <= set(spec.labels) if derived
-                        else tuple(labels.values()) != spec.labels):
+    if spec.labels and not spec.levelled and (
+            not set(labels.values()) <= set(spec.labels) if derived
+            else tuple(labels.values()) != spec.labels):
         raise DatasetError(
             f"{meta_file}: classes {[c['name'] for c in classes]} do not give the registry's "
             f"labels {spec.labels}; regenerate the dataset (`avfmae download {spec.name}`) or "
@@ -54,8 +57,9 @@ def parse(root: Path, spec: DatasetSpec) -> ParseResult:
                     res.excluded.append((path.name, f"emotion code {code:02d} not in the class table"))
                     continue
                 targets = {t: float(cls[t]) for t in spec.targets}
+                levels = class_levels(cls, spec) if spec.levelled else None
                 res.clips.append(Clip(cid, video=path, subject=subject, label=labels[code],
-                                      targets=targets))
+                                      targets=targets, levels=levels))
             else:
                 res.clips.append(Clip(cid, video=path, subject=subject))
     ids = [c.clip_id for c in res.clips]
@@ -74,9 +78,12 @@ def class_label(cls: dict, spec: DatasetSpec) -> str:
         return cls["name"]
     if how == "face":
         return dict(spec.option("face_labels", ()))[cls["face_pattern"]]
-    if how.startswith("level:"):
-        levels = len(spec.labels)
-        value = float(cls[how.removeprefix("level:")])
-        level = min(levels - 1, int((value + 1.0) / 2.0 * levels))
-        return spec.labels[max(0, level)]
     raise DatasetError(f"{spec.name}: unknown label_from option {how!r}")
+
+
+def class_levels(cls: dict, spec: DatasetSpec) -> dict[str, str]:
+    """A class's level name per target dimension of the levelled dataset ``spec``: its value
+    in [-1, 1] on ``len(spec.labels)`` equal bins."""
+    n = len(spec.labels)
+    return {dim: spec.labels[min(n - 1, max(0, int((float(cls[dim]) + 1.0) / 2.0 * n)))]
+            for dim in spec.targets}

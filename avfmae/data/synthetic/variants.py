@@ -8,7 +8,8 @@ its registry entry; the parser derives the labels from ``synthetic.json``'s clas
 - ``synthetic``: the main dataset (6 classes, CEA, RAVDESS-like folds, pool clips);
 - ``synthetic4``: a second CEA set with 4 of the classes (neutral, happy, sad, angry);
 - ``synthetic_va``: DEA regression of valence and arousal (Werewolf-XL-like);
-- ``synthetic_valence5``: DEA valence on 5 levels, classified (AVCAffe-like);
+- ``synthetic_valence5``: DEA valence on 5 levels, classified (one AVCAffe dimension);
+- ``synthetic_av5``: DEA arousal and valence on 5 levels, classified per dimension (AVCAffe-like);
 - ``synthetic_me``: MER, 3 labels from the face pattern, leave-one-subject-out.
 """
 
@@ -40,6 +41,7 @@ VARIANTS: dict[str, Variant] = {
     "synthetic_va": Variant(seed_offset=2, speaker_share=0.5),
     "synthetic_valence5": Variant(seed_offset=3, speaker_share=0.5),
     "synthetic_me": Variant(seed_offset=4, speaker_share=0.5),
+    "synthetic_av5": Variant(seed_offset=5, speaker_share=0.5),
 }
 
 MIN_SPEAKERS = 3  # one test, one validation and one training speaker in every fold
