@@ -187,7 +187,6 @@ class ClipDataset(Dataset):
         flip: bool = True,
         gain_aug: bool = True,
         audio_pad: Literal["waveform", "fbank"] = "waveform",
-        backend: Literal["torchcodec", "decord"] = "torchcodec",
     ):
         if mode not in ("pretrain", "train", "eval"):
             raise ValueError(f"mode must be 'pretrain', 'train' or 'eval', got {mode!r}")
@@ -213,7 +212,6 @@ class ClipDataset(Dataset):
         self.flip = flip
         self.gain_aug = gain_aug
         self.audio_pad = audio_pad
-        self.backend = backend
         self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
         self._clip_ids = self.rows["clip_id"].astype(str).tolist()
         self._videos = self.rows["video"].astype(str).tolist()
@@ -272,10 +270,9 @@ class ClipDataset(Dataset):
     # -- decoding ----------------------------------------------------------------------------
 
     def _open_video(self, path: str):
-        if self.backend == "decord":
-            import decord
-
-            return decord.VideoReader(path, num_threads=1)
+        """A torchcodec decoder: it made more clips per second than decord on the same clips
+        (``benchmarks/bench_loader.py --decoders``, docs/speed.md). One FFmpeg thread, since
+        parallelism is across loader workers."""
         from torchcodec.decoders import VideoDecoder
 
         with warnings.catch_warnings():
@@ -286,10 +283,7 @@ class ClipDataset(Dataset):
     def _decode(self, reader, indices: np.ndarray) -> np.ndarray:
         """uint8 ``(len(indices), H, W, 3)`` for the (possibly repeated) frame indices."""
         uniq, inv = np.unique(indices, return_inverse=True)
-        if self.backend == "decord":
-            frames = reader.get_batch(uniq.tolist()).asnumpy()
-        else:
-            frames = reader.get_frames_at(uniq.tolist()).data.numpy()
+        frames = reader.get_frames_at(uniq.tolist()).data.numpy()
         if len(uniq) == len(indices) and np.array_equal(uniq, indices):
             return frames
         return frames[inv.reshape(-1)]
