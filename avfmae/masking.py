@@ -37,6 +37,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from einops import rearrange, repeat
 
 from avfmae.mask_ratios import RATIO_TOL
 from avfmae.train.seeding import make_generator
@@ -64,6 +65,12 @@ AUDIO_GRID = (16, 8)
 VIDEO_REGION = (2, 5, 10)
 AUDIO_REGION = (4, 4)
 
+# Windows in raster order of the window grid, slots in raster order inside a window.
+TILE = {
+    2: "(nh h) (nw w) -> (nh nw) (h w)",
+    3: "(nt t) (nh h) (nw w) -> (nt nh nw) (t h w)",
+}
+
 
 # ----------------------------------------------------------------------------------------------
 # Region layout
@@ -77,15 +84,12 @@ def region_layout(grid: tuple[int, ...], window: tuple[int, ...]) -> torch.Tenso
     window dim. Regions are numbered in raster order of the window grid, slots in raster order
     inside the window (video: ``r = 2·(t//2) + h//5``, ``s = (t%2)·50 + (h%5)·10 + w``).
     """
-    if len(grid) != len(window) or any(g % w for g, w in zip(grid, window)):
-        raise ValueError(f"window {window} does not tile grid {grid}")
-    counts = [g // w for g, w in zip(grid, window)]
-    idx = torch.arange(_prod(grid)).reshape(grid)
-    # split each dim d into (n_d, w_d), then order as (n_0, n_1, ..., w_0, w_1, ...)
-    split = idx.reshape([x for n, w in zip(counts, window) for x in (n, w)])
-    nd = len(grid)
-    perm = [2 * i for i in range(nd)] + [2 * i + 1 for i in range(nd)]
-    return split.permute(perm).reshape(_prod(counts), _prod(window)).contiguous()
+    tiles = len(grid) == len(window) and not any(g % w for g, w in zip(grid, window))
+    if not tiles or len(grid) not in TILE:
+        raise ValueError(f"window {window} does not tile grid {grid} (2-D or 3-D)")
+    index = torch.arange(_prod(grid)).reshape(grid)
+    window_extent = dict(zip("thw"[-len(window):], window))
+    return rearrange(index, TILE[len(grid)], **window_extent).contiguous()
 
 
 def video_region_layout() -> torch.Tensor:
@@ -160,7 +164,7 @@ def tube_mask(
     t, h, w = grid
     k = _count(h * w, mask_ratio, "tube mask")
     spatial = _choose((batch_size, h * w), k, generator)
-    return spatial.unsqueeze(1).expand(batch_size, t, h * w).reshape(batch_size, t * h * w)
+    return repeat(spatial, "b hw -> b (t hw)", t=t)
 
 
 def tube_window_mask(
@@ -183,7 +187,7 @@ def tube_window_mask(
     per_window = _choose((batch_size, *layout.shape), k, generator)  # (B, Rs, Ss)
     spatial = torch.empty(batch_size, h * w, dtype=torch.bool)
     spatial[:, layout.flatten()] = per_window.reshape(batch_size, -1)
-    return spatial.unsqueeze(1).expand(batch_size, t, h * w).reshape(batch_size, t * h * w)
+    return repeat(spatial, "b hw -> b (t hw)", t=t)
 
 
 def _running_cell_maps(grid: tuple[int, int, int], n_masked: int) -> torch.Tensor:

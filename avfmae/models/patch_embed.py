@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-import math
-
+from einops import rearrange
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 __all__ = ["PatchEmbed"]
+
+# Values in the conv weight's (c, *patch) order, so that a linear map with the flattened
+# weight projects a patch exactly as the conv does.
+PATCHIFY = {
+    2: "b c (h p0) (w p1) -> b (h w) (c p0 p1)",
+    3: "b c (t p0) (h p1) (w p2) -> b (t h w) (c p0 p1 p2)",
+}
 
 
 class PatchEmbed(nn.Module):
@@ -35,9 +41,5 @@ class PatchEmbed(nn.Module):
     def patchify(self, x: Tensor) -> Tensor:
         """(B, c, *grid·patch) → (B, N, c·prod(patch)), values in the conv weight's (c, *patch)
         order."""
-        B, c, *size = x.shape
-        k = len(self.patch)
-        grid = [s // p for s, p in zip(size, self.patch)]
-        shape = [B, c] + [n for pair in zip(grid, self.patch) for n in pair]
-        perm = [0] + [2 + 2 * i for i in range(k)] + [1] + [3 + 2 * i for i in range(k)]
-        return x.reshape(shape).permute(perm).reshape(B, math.prod(grid), -1)
+        sizes = {f"p{i}": p for i, p in enumerate(self.patch)}
+        return rearrange(x, PATCHIFY[len(self.patch)], **sizes)

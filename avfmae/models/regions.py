@@ -23,7 +23,10 @@ import math
 from dataclasses import dataclass
 
 import torch
+from einops import rearrange
 from torch import Tensor
+
+from avfmae.masking import region_layout
 
 __all__ = ["RegionGrid"]
 
@@ -57,12 +60,7 @@ class RegionGrid:
 
     def window_order(self, device: torch.device | None = None) -> Tensor:
         """(R, S) flat token index of every slot when all tokens are present."""
-        counts = [g // r for g, r in zip(self.grid, self.region)]
-        shape = [n for pair in zip(counts, self.region) for n in pair]
-        k = len(self.grid)
-        perm = [2 * i for i in range(k)] + [2 * i + 1 for i in range(k)]
-        index = torch.arange(self.num_tokens, device=device).view(shape).permute(perm)
-        return index.reshape(self.num_regions, self.region_size)
+        return region_layout(self.grid, self.region).to(device)
 
     def region_of_token(self, device: torch.device | None = None) -> Tensor:
         """(N,) region number of every flat token index."""
@@ -89,9 +87,8 @@ class RegionGrid:
                 f"count must be a multiple of {nt * t * nhw} (published partition, "
                 "docs/model.md §3.2)"
             )
-        hw = num_visible // (nt * t * nhw)
-        ranks = torch.arange(num_visible, device=device).view(nt, t, nhw, hw)
-        return ranks.permute(0, 2, 1, 3).reshape(R, t * hw)
+        ranks = torch.arange(num_visible, device=device)
+        return rearrange(ranks, "(nt t nhw hw) -> (nt nhw) (t hw)", nt=nt, t=t, nhw=nhw)
 
     def rank_layout(self, visible_index: Tensor) -> Tensor:
         """Published partition of ascending ``visible_index`` (B, Nv) → layout (B, R, Nv/R)."""

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 
 from avfmae.train.distributed import all_gather_with_grad, get_rank, get_world_size
 
@@ -78,19 +79,18 @@ def video_targets(
     """
     with torch.no_grad():
         x = video.float()
-        b, c, t, h, w = x.shape
+        c = x.shape[1]
         if unnormalise:
             m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, c, 1, 1, 1)
             s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, c, 1, 1, 1)
             x = x * s + m
-        nt, nh, nw = t // tubelet, h // patch, w // patch
-        x = x.reshape(b, c, nt, tubelet, nh, patch, nw, patch)
-        x = x.permute(0, 2, 4, 6, 3, 5, 7, 1).reshape(b, nt * nh * nw, tubelet * patch * patch, c)
+        x = rearrange(x, "b c (nt p0) (nh p1) (nw p2) -> b (nt nh nw) (p0 p1 p2) c",
+                      p0=tubelet, p1=patch, p2=patch)
         x = _normalise_patches(x, eps)
         if frame_diff and tubelet > 1:
-            x = x.reshape(b, nt * nh * nw, tubelet, patch * patch, c)
+            x = rearrange(x, "b n (p0 p12) c -> b n p0 p12 c", p0=tubelet)
             x = torch.cat([x[:, :, :1], x[:, :, 1:] - x[:, :, :-1]], dim=2)
-        return x.reshape(b, nt * nh * nw, -1)
+        return x.flatten(2)
 
 
 def audio_targets(audio: torch.Tensor, *, patch: int = 16, eps: float = 1e-6) -> torch.Tensor:
@@ -100,12 +100,9 @@ def audio_targets(audio: torch.Tensor, *, patch: int = 16, eps: float = 1e-6) ->
     ``(p1 p2 c)``. Float32, no gradient.
     """
     with torch.no_grad():
-        x = audio.float()
-        b, c, h, w = x.shape
-        nh, nw = h // patch, w // patch
-        x = x.reshape(b, c, nh, patch, nw, patch).permute(0, 2, 4, 3, 5, 1)
-        x = _normalise_patches(x.reshape(b, nh * nw, patch * patch, c), eps)
-        return x.reshape(b, nh * nw, -1)
+        x = rearrange(audio.float(), "b c (nh p1) (nw p2) -> b (nh nw) (p1 p2) c",
+                      p1=patch, p2=patch)
+        return _normalise_patches(x, eps).flatten(2)
 
 
 def select_decoded(x: torch.Tensor, decoder_mask: torch.Tensor) -> torch.Tensor:
