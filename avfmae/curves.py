@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from avfmae.errors import UserError
+
 if TYPE_CHECKING:
     from dvclive import Live
 
@@ -37,9 +39,14 @@ def curve_name(key: str) -> str:
 def open_curves(folder: Path, records: Iterable[dict[str, float]]) -> Live:
     """A fresh dvclive logger in ``folder``, with ``records`` (restored by a resume) replayed."""
     from dvclive import Live
+    from scmrepo.exceptions import SCMError
 
-    # no experiment saving and no dvc.yaml edits: dvc.yaml is generated from the stage table
-    live = Live(str(folder), save_dvc_exp=False, dvcyaml=False, report=None)
+    try:
+        # no experiment saving and no dvc.yaml edits: dvc.yaml is generated from the stage table
+        live = Live(str(folder), save_dvc_exp=False, dvcyaml=False, report=None)
+    except SCMError as err:  # dvclive reads the commit it runs on
+        raise UserError(f"{folder}: dvclive cannot log here ({err}); commit the checkout "
+                        "once (`git commit`) and rerun") from None
     for record in records:
         log_record(live, record)
     return live

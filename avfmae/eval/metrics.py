@@ -10,7 +10,8 @@ Categorical (CEA) — :func:`classification_metrics`:
     * ``macro_f1``: mean per-class F1 over classes present in the ground truth or the predictions
       (a class predicted but never true counts with F1 = 0; as scikit-learn's default);
     * ``weighted_f1``: per-class F1 weighted by true support ("WA-F1");
-    * ``micro_f1`` (= accuracy for single-label data) and the confusion matrix (rows = truth).
+    * the confusion matrix (rows = truth). Micro F1 is not listed: on single-label data it
+      equals ``war``.
 
 Dimensional (DEA) — :func:`regression_metrics`: per dimension CCC, PCC, MSE, MAE, RMSE.
 :func:`ccc` is Lin's concordance ``2·cov / (σp² + σt² + (μp − μt)²)`` with population (1/n)
@@ -89,7 +90,7 @@ def war(y_true: Any, y_pred: Any) -> float:
 def classification_metrics(
     y_true: Any, y_pred: Any, num_classes: int | None = None
 ) -> dict[str, Any]:
-    """CEA metrics: ``uar``, ``war``, ``weighted_f1``, ``macro_f1``, ``micro_f1`` (floats),
+    """CEA metrics: ``uar``, ``war``, ``weighted_f1``, ``macro_f1`` (floats),
     ``per_class_recall``, ``per_class_f1`` (lists of K) and ``confusion_matrix`` (K×K list)."""
     cm = confusion_matrix(y_true, y_pred, num_classes)
     recall, f1, support, predicted = _per_class(cm)
@@ -102,7 +103,6 @@ def classification_metrics(
         "war": acc,
         "weighted_f1": float((f1 * support).sum() / n) if n else 0.0,
         "macro_f1": float(f1[used].mean()) if used.any() else 0.0,
-        "micro_f1": acc,
         "per_class_recall": recall.tolist(),
         "per_class_f1": f1.tolist(),
         "confusion_matrix": cm.tolist(),

@@ -232,6 +232,11 @@ def fold_scores(test: pd.DataFrame, first: dict[str, Any]) -> dict[str, dict[str
     return {metric: {str(fold): float(v) for fold, v in test[metric].items()}}
 
 
+def _only(stats: dict[str, Any], metric: str) -> dict[str, Any]:
+    """``stats`` of ``metric`` alone (all of them when it is not among them)."""
+    return {metric: stats[metric]} if metric in stats else stats
+
+
 def _machine_line(machine: dict[str, Any]) -> str:
     device = machine.get("gpu") or machine["device"]
     return (f"Made on {machine['cpu']} (AMX: {'yes' if machine['amx'] else 'no'}, "
@@ -245,10 +250,12 @@ def _dataset_section(params: Params, ds: str, summary: dict[str, Any]) -> list[s
     last = fold_table(params, ds, "test_last_epoch")
     stages = stage_comparison(params, ds)
     stats = mean_std(test)
-    summary[ds] = {"test": stats, "test_last_epoch": mean_std(last),
-                   "val_by_stage": mean_std(stages)}
     first = _read_json(pipeline.path("evaluate", "test", params, ds=ds,
                                      fold=params.data.folds[0]))
+    selected = first.get("selected", {}).get("metric", "")
+    # dvc metrics/exp show list every key: the headline figures only, details stay in files
+    summary[ds] = {"test": stats, "test_last_epoch": _only(mean_std(last), selected),
+                   "val_by_stage": {st: v["mean"] for st, v in mean_std(stages).items()}}
     labels = first.get("labels", [])
     summary[ds]["test_by_fold"] = fold_scores(test, first)
     levels_of = first.get("dimensions", [])  # a levelled DEA dataset's dimensions
@@ -258,7 +265,8 @@ def _dataset_section(params: Params, ds: str, summary: dict[str, Any]) -> list[s
         per_dim = [f"{m}_{d}" for d in dims for m in test.columns if f"{m}_{d}" in test.columns]
         test, last = test.drop(columns=per_dim), last.drop(columns=per_dim)
         stats = mean_std(test)
-        summary[ds]["test"], summary[ds]["test_last_epoch"] = stats, mean_std(last)
+        summary[ds]["test"] = stats
+        summary[ds]["test_last_epoch"] = _only(mean_std(last), selected)
     sections = [f"## {ds}", "", "### Test (selected on validation)", "",
                 _markdown_table(test, stats), "",
                 "### Test at the last epoch", "", _markdown_table(last, mean_std(last)), "",
