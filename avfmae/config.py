@@ -7,6 +7,7 @@ or an out-of-range value raises :class:`ConfigError` naming the dotted key and w
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -439,6 +440,19 @@ def _type_schema(tp: Any) -> dict[str, Any]:
         return {"type": "object"}
     simple = {bool: "boolean", int: "integer", float: "number", str: "string"}
     return {"type": simple[tp]} if tp in simple else {}
+
+
+def with_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the params mapping ``raw`` with dotted keys (``"finetune.s1.epochs"``) set,
+    creating sections as needed (what ``dvc exp run -S`` does to ``params.yaml``)."""
+    out = copy.deepcopy(raw)
+    for dotted, value in overrides.items():
+        *parents, leaf = dotted.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
 
 
 def params_from_dict(raw: dict[str, Any]) -> Params:

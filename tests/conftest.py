@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from param_files import MICRO, default_params, set_keys, write_default_params
+from param_files import MICRO, default_params, write_default_params
+
+from avfmae.config import with_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,7 +23,7 @@ def write_params(tmp_path: Path):
     """Write params.yaml of the code's defaults with some keys changed (dotted → value)."""
 
     def write(changes: dict[str, object] | None = None, drop: str | None = None) -> Path:
-        raw = set_keys(default_params(), changes or {})
+        raw = with_overrides(default_params(), changes or {})
         if drop:
             *parents, leaf = drop.split(".")
             node = raw

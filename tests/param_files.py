@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from avfmae.config import Params
+from avfmae.config import Params, with_overrides
 
 # Small enough for a 2-core CI machine, big enough that every stage does real work.
 MICRO = {
@@ -38,20 +38,9 @@ MICRO = {
 }
 
 
-def set_keys(raw: dict, changes: dict[str, object]) -> dict:
-    """Set dotted keys (``"a.b.c" → value``) in a nested mapping, creating sections as needed."""
-    for dotted, value in changes.items():
-        *parents, leaf = dotted.split(".")
-        node = raw
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return raw
-
-
 def edit_params(path: Path, changes: dict[str, object]) -> None:
     """Change dotted keys of a params file in place."""
-    raw = set_keys(yaml.safe_load(path.read_text()), changes)
+    raw = with_overrides(yaml.safe_load(path.read_text()), changes)
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
 
 
@@ -67,5 +56,5 @@ def default_params() -> dict[str, Any]:
 
 def write_default_params(path: Path, changes: dict[str, object] | None = None) -> Path:
     """Write a params file of the code's defaults with ``changes`` (dotted keys) applied."""
-    path.write_text(yaml.safe_dump(set_keys(default_params(), changes or {}), sort_keys=False))
+    path.write_text(yaml.safe_dump(with_overrides(default_params(), changes or {}), sort_keys=False))
     return path

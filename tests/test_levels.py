@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+from fixed_heads import FixedHeads
 
 from avfmae import pipeline
 from avfmae.config import load_params
@@ -27,17 +28,6 @@ from avfmae.train.mixup import MixupCutmix, joint_levels, level_marginals
 
 LEVELS = ("1", "2", "3", "4", "5")
 AV5 = Task("av5", "DEA", LEVELS, dimensions=("arousal", "valence"))
-
-
-class _Heads(torch.nn.Module):
-    """Stands in for the classifier: returns fixed logits per head."""
-
-    def __init__(self, outputs: dict[str, torch.Tensor]):
-        super().__init__()
-        self.outputs = outputs
-
-    def forward(self, video, audio, head=None):
-        return self.outputs
 
 
 def test_avcaffe_is_levelled_and_selects_on_mean_weighted_f1(write_params):
@@ -66,7 +56,7 @@ def test_two_dimension_loss_is_the_mean_of_the_two_cross_entropies(write_params)
              "label": torch.full((4,), -1), "index": torch.arange(4),
              "target": levels.float()}
     loss = Objective(params, params.finetune.s3, {"av5": AV5}, rank=0)(
-        _Heads({"av5": logits}), batch, 0, torch.device("cpu"))
+        FixedHeads({"av5": logits}), batch, 0, torch.device("cpu"))
     per_dim = [F.cross_entropy(logits[:, 5 * d:5 * d + 5], levels[:, d], label_smoothing=0.1)
                for d in range(2)]
     assert loss.item() == pytest.approx(((per_dim[0] + per_dim[1]) / 2).item(), rel=1e-5)

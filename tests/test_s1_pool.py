@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from fixed_heads import FixedHeads
 
 from avfmae.config import load_params
 from avfmae.tasks import Task
@@ -69,17 +70,6 @@ def test_s1_refuses_a_target_whose_training_part_shows_held_out_media(shared_med
         training_rows(params, "synthetic", 1, "s1")
 
 
-class _Heads(torch.nn.Module):
-    """Stands in for the classifier: every head outputs the given rows (its dataset's own)."""
-
-    def __init__(self, outputs: dict[str, torch.Tensor]):
-        super().__init__()
-        self.outputs = outputs
-
-    def forward(self, video, audio, head=None):
-        return self.outputs
-
-
 def test_each_regression_head_is_trained_on_its_own_target_columns(write_params):
     """Werewolf-XL-like (arousal, valence, dominance) pooled with a valence/arousal set: a
     head that predicts exactly its dataset's targets has zero loss (a head given the other
@@ -96,6 +86,6 @@ def test_each_regression_head_is_trained_on_its_own_target_columns(write_params)
              "audio": torch.zeros(4, 1), "label": torch.full((4,), -1),
              "index": torch.arange(4), "target": target}
     objective = Objective(params, params.finetune.s1, tasks, rank=0)
-    assert objective(_Heads(right), batch, 0, torch.device("cpu")).item() == pytest.approx(0.0)
+    assert objective(FixedHeads(right), batch, 0, torch.device("cpu")).item() == pytest.approx(0.0)
     swapped = {**right, "va": torch.cat([torch.zeros(2, 2), target[2:, :2]])}
-    assert objective(_Heads(swapped), batch, 0, torch.device("cpu")).item() > 0.001
+    assert objective(FixedHeads(swapped), batch, 0, torch.device("cpu")).item() > 0.001

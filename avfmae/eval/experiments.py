@@ -15,7 +15,6 @@ test score and ``machine`` the machine the run was made on (written by the repor
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import shutil
@@ -29,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from avfmae.config import Params, params_from_dict
+from avfmae.config import Params, params_from_dict, with_overrides
 from avfmae.errors import UserError
 from avfmae.eval.ablations import (ablation, experiment_name, parse_experiment_name,
                                    seed_overrides)
@@ -86,17 +85,6 @@ def _cli_value(value: Any) -> str:
     return str(value)
 
 
-def _with_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(raw)
-    for dotted, value in overrides.items():
-        *parents, leaf = dotted.split(".")
-        node = out
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return out
-
-
 @contextmanager
 def _dvc_yaml_rendered_for(params: Params, base_text: str) -> Iterator[bool]:
     """``dvc.yaml`` rendered for ``params`` while the block runs, when its graph differs from
@@ -128,7 +116,7 @@ def queue_ablations(params_path: Path, configs: list[str], seeds: list[int]) -> 
         for seed in seeds:
             overrides = {**ablation(config).overrides, **seed_overrides(seed)}
             planned.append((experiment_name(config, seed), overrides,
-                            params_from_dict(_with_overrides(raw, overrides))))
+                            params_from_dict(with_overrides(raw, overrides))))
     base_text = DVC_YAML.read_text()
     holder = current_run()
     claim(holder)  # no pipeline run may read dvc.yaml while it is swapped
