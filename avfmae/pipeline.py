@@ -419,17 +419,15 @@ def snakemake_log(name: str) -> str:
     return f"logs/snakemake/{name}/{suffix}.log"
 
 
-def snakemake_shell(name: str) -> str:
-    """Shell command of a rule: the CLI call, with its output in the rule's log.
+def snakemake_command(name: str, wildcards: dict[str, str], gpus: int) -> str:
+    """The CLI call of one job of a rule.
 
-    GPU stages run one process per requested GPU (``--nproc {resources.gpu}``: torchrun DDP
-    inside the job, which is why the SLURM profile gives them ``tasks: 0``).
+    GPU stages run one process per requested GPU (``--nproc``: torchrun DDP inside the job,
+    which is why the SLURM profile gives them ``tasks: 0``).
     """
     s = stage(name)
-    cmd = s.cmd.format(**{w: f"{{wildcards.{w}}}" for w in ("ds", "fold")})
-    if s.gpu:
-        cmd += " --nproc {resources.gpu}"
-    return cmd + " > {log} 2>&1"
+    cmd = s.cmd.format(**{w: wildcards[w] for w in s.wildcards})
+    return f"{cmd} --nproc {gpus}" if s.gpu else cmd
 
 
 def all_targets(params: Params) -> list[str]:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from param_files import write_default_params
 
 from avfmae import pipeline
 from avfmae.config import Params, load_params
@@ -76,6 +79,40 @@ def test_snakemake_defines_one_rule_per_enabled_stage(repo_root):
                          capture_output=True, text=True, check=True)
     enabled = enabled_stages(load_params(repo_root / "params.yaml"))
     assert set(res.stdout.split()) == {"all", *(s.name for s in enabled)}
+
+
+def test_snakemake_jobs_print_their_own_stage_command(repo_root):
+    res = subprocess.run([str(BIN / "snakemake"), "-n", "-p", "--cores", "1"], cwd=repo_root,
+                         capture_output=True, text=True, check=True)
+    out = res.stdout + res.stderr
+    blocks = (re.search(r"^(?:local)?rule (\w+):.*^Shell command: ([^\n]*)", block, re.S | re.M)
+              for block in out.split("\n\n"))
+    jobs = [m.groups() for m in blocks if m and m.group(1) != "all"]
+    assert {rule for rule, _ in jobs} == {s.name for s in pipeline.enabled_stages(
+        load_params(repo_root / "params.yaml"))}
+    for rule, command in jobs:
+        stage = pipeline.stage(rule)
+        assert command.startswith(stage.cmd.split("{")[0]), (rule, command)
+        assert ("--nproc" in command) == bool(stage.gpu), (rule, command)
+
+
+def test_a_snakemake_job_runs_its_own_stage(repo_root, tmp_path):
+    """Rules are defined in a loop, and Snakemake evaluates a rule's shell expression again when
+    the job runs (not in a dry run): one naming the loop variable would run the last stage's
+    command in every job. An ``avfmae`` stand-in records what the download job ran."""
+    stub = tmp_path / "bin" / "avfmae"
+    stub.parent.mkdir()
+    stub.write_text('#!/bin/sh\necho "avfmae $*"\n')
+    stub.chmod(0o755)
+    work = tmp_path / "work"
+    work.mkdir()
+    write_default_params(work / "params.yaml")
+    env = {**os.environ, "PATH": f"{stub.parent}{os.pathsep}{BIN}{os.pathsep}{os.environ['PATH']}"}
+    subprocess.run([str(BIN / "snakemake"), "-s", str(repo_root / "workflow/Snakefile"),
+                    "--cores", "1", "data/raw/synthetic"], cwd=work, env=env,
+                   capture_output=True, text=True)  # fails: the stand-in writes no output
+    log = work / pipeline.snakemake_log("download").format(ds="synthetic")
+    assert log.read_text() == "avfmae download synthetic\n"
 
 
 def test_preprocessing_depends_on_the_media_it_reads(repo_root):

@@ -14,6 +14,7 @@ for stage in pipeline.enabled_stages(PARAMS):
         output:
             **stage_outputs(stage.name),
         params:
+            command=stage_command(stage.name),
             **pipeline.snakemake_params(stage.name, PARAMS),
         log:
             pipeline.snakemake_log(stage.name),
@@ -24,4 +25,4 @@ for stage in pipeline.enabled_stages(PARAMS):
         resources:
             **pipeline.snakemake_resources(stage.name),
         shell:
-            pipeline.snakemake_shell(stage.name)
+            "{params.command} > {log} 2>&1"
