@@ -74,8 +74,7 @@ def ablation(name: str) -> Ablation:
 
 def seed_overrides(seed: int) -> dict[str, int]:
     """One seed drives pretraining and fine-tuning alike, so a claim's spread over seeds
-    includes the pretraining's own variation; runs of one seed share the pretrained encoder
-    through DVC's run cache, so this costs one pretraining per seed, not per run."""
+    includes the pretraining's own variation."""
     return {"pretrain.seed": seed, "finetune.seed": seed}
 
 
