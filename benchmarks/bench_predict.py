@@ -28,7 +28,7 @@ import avfmae  # noqa: E402
 from avfmae.config import SyntheticConfig, load_params  # noqa: E402
 from avfmae.data import registry  # noqa: E402
 from avfmae.data.synthetic import generate  # noqa: E402
-from avfmae.models.loading import build_classifier  # noqa: E402
+from avfmae.models.build import build_classifier  # noqa: E402
 from avfmae.train.checkpoint import export_weights  # noqa: E402
 from avfmae.tasks import Task  # noqa: E402
 from avfmae.train.finetune import checkpoint_metadata  # noqa: E402

@@ -160,7 +160,7 @@ def test_predict_on_cuda_matches_the_cpu(tmp_path):
     from avfmae.data.synthetic import generate
     from avfmae.tasks import Task
     from avfmae.train.checkpoint import export_weights
-    from avfmae.models.loading import build_classifier
+    from avfmae.models.build import build_classifier
     from avfmae.train.finetune import checkpoint_metadata
 
     params = Params()

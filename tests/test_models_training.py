@@ -248,7 +248,7 @@ def test_finetune_head_init_scale_reaches_fresh_heads(scale):
     import dataclasses
 
     from avfmae.config import Params
-    from avfmae.models.loading import build_classifier
+    from avfmae.models.build import build_classifier
 
     params = Params()
     params = dataclasses.replace(

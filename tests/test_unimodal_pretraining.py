@@ -16,7 +16,7 @@ from safetensors import safe_open
 from avfmae.config import ConfigError, load_params
 from avfmae.curves import read_curves
 from avfmae.models import load_pretrained_encoder
-from avfmae.models.loading import build_classifier
+from avfmae.models.build import build_classifier
 from avfmae.pipeline import PRETRAIN_ENCODER, snakemake_params
 from avfmae.tasks import task_of
 from avfmae.train.checkpoint import load_weights

@@ -424,7 +424,7 @@ def _fetch_public(ds: str, spec: DatasetSpec, params: Params) -> Path:
     work = out.with_name(f".{ds}.download")
     tree = work / "tree"
     tree.mkdir(parents=True, exist_ok=True)
-    base = registry.mirror(ds, params)
+    base = locations.mirror(ds, params)
     if src.fetcher == "zenodo":
         items = _zenodo_items(spec, base or src.base_url("zenodo"))
     elif src.fetcher == "git_lfs":

@@ -1,16 +1,17 @@
 """Where a dataset's own files are read: a copy named in ``data.local_copies``, the
 user-placed copy of a licensed dataset, the user's folder for the ``folder`` pool, or else what
-the download stage materialised."""
+the download stage materialised from its source or a mirror of it."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from avfmae import pipeline
 from avfmae.config import Params
 from avfmae.data import registry
 
-__all__ = ["media_root", "local_copy"]
+__all__ = ["media_root", "local_copy", "mirror"]
 
 
 def media_root(name: str, params: Params) -> Path:
@@ -34,3 +35,12 @@ def local_copy(name: str, params: Params) -> Path | None:
     read in place instead of being downloaded (or looked for under ``licensed_root``)."""
     path = (getattr(params.data, "local_copies", {}) or {}).get(name, "")
     return Path(path) if path else None
+
+
+def mirror(name: str, params: Params) -> str:
+    """The base URL replacing a public source's hosts, if any (environment wins over params)."""
+    env = os.environ.get(f"AVFMAE_MIRROR_{name.upper()}", "")
+    if env:
+        return env.rstrip("/")
+    mirrors = getattr(params.data, "mirrors", {})
+    return (mirrors or {}).get(name, "").rstrip("/")

@@ -16,14 +16,10 @@ copied into the DVC cache or pushed to a remote.
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from avfmae.errors import UserError
-
-if TYPE_CHECKING:
-    from avfmae.config import Params
 
 __all__ = [
     "DatasetError",
@@ -617,15 +613,6 @@ def get(name: str) -> DatasetSpec:
         raise DatasetError(
             f"unknown dataset {name!r}; registry names are: {', '.join(_REGISTRY)}"
         ) from None
-
-
-def mirror(name: str, params: Params | None) -> str:
-    """The base URL replacing a public source's hosts, if any (environment wins over params)."""
-    env = os.environ.get(f"AVFMAE_MIRROR_{name.upper()}", "")
-    if env:
-        return env.rstrip("/")
-    mirrors = getattr(params.data, "mirrors", {}) if params is not None else {}
-    return (mirrors or {}).get(name, "").rstrip("/")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -24,7 +24,8 @@ from avfmae.config import Params
 from avfmae.errors import UserError
 from avfmae.eval.inference import eval_dataset, predict, scalars, task_metrics
 from avfmae.io import atomic_write_bytes, atomic_write_text
-from avfmae.models.loading import build_classifier, load_weights_into
+from avfmae.models.build import build_classifier
+from avfmae.models.loading import load_weights_into
 from avfmae.tasks import Task, split_rows, task_of
 from avfmae.train.distributed import cleanup_distributed, init_distributed, is_main_process
 

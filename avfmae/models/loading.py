@@ -1,4 +1,4 @@
-"""Building the classifier a configuration describes and loading weights into it.
+"""Loading weights into a model.
 
 Every load goes through :func:`load_matching` (name and shape must match); the callers differ
 only in what they require of the result: an encoder (the start of fine-tuning) or any tensor
@@ -10,21 +10,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
 
 from avfmae.errors import UserError
-from avfmae.models.classifier import AVFClassifier
 from avfmae.models.convert import convert_state_dict, is_published, unwrap_state_dict
-from avfmae.models.factory import create_model
 from avfmae.train.checkpoint import load_weights
 
-if TYPE_CHECKING:
-    from avfmae.config import Params
-
-__all__ = ["LoadReport", "build_classifier", "load_matching", "load_pretrained_encoder",
-           "load_weights_into"]
+__all__ = ["LoadReport", "load_matching", "load_pretrained_encoder", "load_weights_into"]
 
 
 @dataclass
@@ -108,15 +101,3 @@ def load_weights_into(model: nn.Module, path: Path, *, heads: bool) -> list[str]
         raise UserError(f"{path}: no tensor matches this model (different scale or modality?)")
     return report.loaded
 
-
-def build_classifier(params: Params, heads: dict[str, int],
-                     drop_path: float | None = None) -> AVFClassifier:
-    """The classifier of ``model.scale`` and ``finetune.modality`` with one head per dataset
-    (name → outputs)."""
-    kwargs: dict[str, Any] = dict(params.model.overrides)
-    if drop_path is not None:
-        kwargs["drop_path_rate"] = drop_path
-    return create_model(params.model.scale, num_classes=heads,
-                        modality=params.finetune.modality,
-                        head_init_scale=params.finetune.head_init_scale,
-                        reference_compatible=params.model.reference_compatible, **kwargs)

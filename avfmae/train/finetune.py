@@ -39,7 +39,8 @@ from avfmae.eval.model_card import model_card
 from avfmae.io import atomic_write_text, content_digest
 from avfmae.models import AVFClassifier
 from avfmae.models.convert import encoder_size_mismatch, load_checkpoint
-from avfmae.models.loading import build_classifier, load_pretrained_encoder, load_weights_into
+from avfmae.models.build import build_classifier
+from avfmae.models.loading import load_pretrained_encoder, load_weights_into
 from avfmae.tasks import Task, split_rows, task_of
 from avfmae.train.amp import Precision
 from avfmae.train.checkpoint import export_weights, load_weights
