@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import platform
 import resource
 import statistics
 import subprocess
@@ -49,15 +48,9 @@ def machine(device: str, threads: int) -> dict:
     """What the figures were measured on."""
     import torch
 
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {"cpu": cpu, "amx": bool(torch.cpu._is_amx_tile_supported()), "threads": threads,
+    from avfmae.machine import cpu_has_bf16_matrix_units, cpu_model
+
+    info = {"cpu": cpu_model(), "amx": cpu_has_bf16_matrix_units(), "threads": threads,
             "torch": torch.__version__, "device": device}
     if device == "cuda":
         info["gpu"] = torch.cuda.get_device_name()

@@ -249,29 +249,26 @@ def _dataset_section(params: Params, ds: str, summary: dict[str, Any]) -> list[s
     test = fold_table(params, ds, "test")
     last = fold_table(params, ds, "test_last_epoch")
     stages = stage_comparison(params, ds)
-    stats = mean_std(test)
     first = _read_json(pipeline.path("evaluate", "test", params, ds=ds,
                                      fold=params.data.folds[0]))
-    selected = first.get("selected", {}).get("metric", "")
-    # dvc metrics/exp show list every key: the headline figures only, details stay in files
-    summary[ds] = {"test": stats, "test_last_epoch": _only(mean_std(last), selected),
-                   "val_by_stage": {st: v["mean"] for st, v in mean_std(stages).items()}}
     labels = first.get("labels", [])
-    summary[ds]["test_by_fold"] = fold_scores(test, first)
     levels_of = first.get("dimensions", [])  # a levelled DEA dataset's dimensions
     regression = "confusion_matrix" not in first and first.get("task") == "DEA"
     dims = labels if regression else levels_of
     if dims:  # the per-dimension figures get a table of their own below
         per_dim = [f"{m}_{d}" for d in dims for m in test.columns if f"{m}_{d}" in test.columns]
         test, last = test.drop(columns=per_dim), last.drop(columns=per_dim)
-        stats = mean_std(test)
-        summary[ds]["test"] = stats
-        summary[ds]["test_last_epoch"] = _only(mean_std(last), selected)
+    stats, last_stats, stage_stats = mean_std(test), mean_std(last), mean_std(stages)
+    selected = first.get("selected", {}).get("metric", "")
+    # dvc metrics/exp show list every key: the headline figures only, details stay in files
+    summary[ds] = {"test": stats, "test_last_epoch": _only(last_stats, selected),
+                   "val_by_stage": {st: v["mean"] for st, v in stage_stats.items()},
+                   "test_by_fold": fold_scores(test, first)}
     sections = [f"## {ds}", "", "### Test (selected on validation)", "",
                 _markdown_table(test, stats), "",
-                "### Test at the last epoch", "", _markdown_table(last, mean_std(last)), "",
+                "### Test at the last epoch", "", _markdown_table(last, last_stats), "",
                 "### Validation score by fine-tuning stage", "",
-                _markdown_table(stages, mean_std(stages)), ""]
+                _markdown_table(stages, stage_stats), ""]
     predictions = fold_predictions(params, ds, regression)
     figures = [_curves_figure(params, ds)]
     if dims:
