@@ -67,6 +67,6 @@ def read_curves(folder: Path) -> pd.DataFrame:
     columns = {}
     for path in sorted(base.rglob("*.tsv")):
         name = path.relative_to(base).with_suffix("").as_posix()
-        key = {"lr": "lr"}.get(name) or name.replace("train/", "", 1).replace("val/", "val_", 1)
+        key = name.removeprefix("train/").replace("val/", "val_", 1)  # curve_name, reversed
         columns[key] = pd.read_csv(path, sep="\t").set_index("step").iloc[:, 0]
     return pd.DataFrame(columns).rename_axis("step").reset_index() if columns else pd.DataFrame()
