@@ -10,11 +10,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from avfmae.eval.ablations import CLAIMS, parse_experiment_name
+from avfmae.config import params_from_dict, with_overrides
+from avfmae.eval.ablations import (ABLATIONS, CLAIMS, ablation, parse_experiment_name,
+                                   seed_overrides)
 from avfmae.eval.claims import MIN_PAIRS, evaluate_claim, not_used, paired_p_value, write_claims
 from avfmae.eval.experiments import Run, _cli_value, runs_from_exp_show
 from avfmae.eval.report import fold_scores
 from avfmae.pipeline import CLAIMS_OUTPUTS
+from param_files import default_params
 
 AV_VS_VIDEO = next(c for c in CLAIMS if c.name == "av_vs_video")
 MACHINE = {"cpu": "Test CPU", "amx": False, "threads": 2, "torch": "2.x", "device": "cpu",
@@ -102,6 +105,25 @@ def test_exp_show_json_is_parsed_into_runs():
     assert by_name["audio-seed1"].state == "queued"
     assert by_name["audio-seed3"].state == "params differ from its name"
     assert "finetune.modality is 'video', not 'audio'" in by_name["audio-seed3"].detail
+
+
+@pytest.mark.parametrize("config", [a.name for a in ABLATIONS])
+def test_every_configuration_is_a_valid_params_edit(config: str):
+    params = params_from_dict(with_overrides(default_params(),
+                                             {**ablation(config).overrides, **seed_overrides(3)}))
+    for key, value in ablation(config).overrides.items():
+        section, *rest = key.split(".")
+        node = getattr(params, section)
+        for part in rest:
+            node = getattr(node, part)
+        assert node == value or list(node) == value
+    assert params.pretrain.seed == params.finetune.seed == 3
+
+
+def test_every_claim_compares_two_configurations_of_the_set():
+    names = {a.name for a in ABLATIONS}
+    assert all({c.better, c.worse} <= names and c.better != c.worse for c in CLAIMS)
+    assert len({c.name for c in CLAIMS}) == len(CLAIMS)
 
 
 def test_names_and_override_values():

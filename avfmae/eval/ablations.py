@@ -48,6 +48,12 @@ ABLATIONS: tuple[Ablation, ...] = (
              "video-only pretraining, audio-visual fine-tuning"),
     Ablation("pretrain_audio", {"pretrain.modality": "audio"},
              "audio-only pretraining, audio-visual fine-tuning"),
+    # with `video` and `audio` these complete the pretraining × fine-tuning table: the same
+    # face (or voice) model, pretrained with or without the other modality
+    Ablation("unimodal_video", {"pretrain.modality": "video", "finetune.modality": "video"},
+             "video-only pretraining and fine-tuning (MAE-DFER's setting)"),
+    Ablation("unimodal_audio", {"pretrain.modality": "audio", "finetune.modality": "audio"},
+             "audio-only pretraining and fine-tuning"),
 )
 
 CLAIMS: tuple[Claim, ...] = (
@@ -59,6 +65,10 @@ CLAIMS: tuple[Claim, ...] = (
           "av", "pretrain_video"),
     Claim("av_vs_audio_pretraining", "audio-visual pretraining beats audio-only pretraining",
           "av", "pretrain_audio"),
+    Claim("av_pretraining_for_faces", "audio-visual pretraining makes a better face model than "
+          "video-only pretraining", "video", "unimodal_video"),
+    Claim("av_pretraining_for_voices", "audio-visual pretraining makes a better voice model "
+          "than audio-only pretraining", "audio", "unimodal_audio"),
 )
 
 _NAME = re.compile(r"^(?P<config>[a-z0-9_]+)-seed(?P<seed>\d+)$")
