@@ -514,6 +514,9 @@ def _check_across_keys(params: Params) -> None:
             params.finetune.stages):
         raise ConfigError(f"finetune.stages: {params.finetune.stages} must be a non-empty, "
                           "ordered subset of [s1, s2, s3]")
+    if params.preprocess.face_size % 2:
+        raise ConfigError(f"preprocess.face_size: {params.preprocess.face_size} must be even "
+                          "(face clips are stored as 4:2:0 video)")
     pre, fine = params.pretrain.modality, params.finetune.modality
     if params.finetune.init == "pretrained" and pre != "av" and fine not in ("av", pre):
         raise ConfigError(f"finetune.modality: {fine} cannot start from a pretrain.modality "

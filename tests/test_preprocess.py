@@ -27,7 +27,7 @@ from avfmae.preprocess import (
     preprocess_manifest,
 )
 from avfmae.preprocess import clip as clip_mod
-from avfmae.preprocess.media import open_video, read_frames
+from avfmae.preprocess.media import frame_times, frames_shown_at, i420_to_rgb, probe_video
 from avfmae.preprocess.testclips import SKIN_RGB, make_clip
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,10 +45,8 @@ def _manifest(path: Path, rows: list[dict]) -> Path:
 
 
 def _frames(path: str | Path) -> np.ndarray:
-    dec, info = open_video(path)
-    from avfmae.preprocess.media import frame_times
-
-    return read_frames(dec, frame_times(info, info.fps), info)
+    info = probe_video(path)
+    return i420_to_rgb(frames_shown_at(path, frame_times(info, info.fps), info))
 
 
 def _skin_box(frame: np.ndarray) -> tuple[float, float, float]:

@@ -1,13 +1,15 @@
-"""Reject reasons of broken media, on files made by the real ffmpeg."""
+"""Reject reasons of broken media, and frame decoding, on files made by the real ffmpeg."""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from avfmae.preprocess.media import MediaError, open_video
+from avfmae.preprocess.media import (MediaError, frame_times, frames_shown_at, i420_to_rgb,
+                                     probe_video)
 
 
 def _ffmpeg(*args: str) -> None:
@@ -39,12 +41,12 @@ def clips(tmp_path_factory) -> dict[str, Path]:
 
 def _reason(path: Path) -> MediaError:
     with pytest.raises(MediaError) as err:
-        open_video(path)
+        probe_video(path)
     return err.value
 
 
 def test_an_intact_mp4_opens(clips):
-    _, info = open_video(clips["plain"])
+    info = probe_video(clips["plain"])
     assert info.n_frames == 50
 
 
@@ -75,3 +77,25 @@ def test_an_mp4_header_followed_by_garbage_is_unreadable_not_truncated(tmp_path)
     damaged.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 200)
     err = _reason(damaged)
     assert err.reason == "unreadable_video", str(err)
+
+
+@pytest.mark.parametrize("size, rate, pix_fmt", [("96x64", 10, "yuv420p"),
+                                                 ("97x63", 25, "yuv444p"),
+                                                 ("96x64", 50, "yuvj420p")])
+def test_frames_shown_at_the_output_rate(tmp_path: Path, size: str, rate: int, pix_fmt: str):
+    """Each output time gets the frame shown then, whatever the source rate (slower sources
+    repeat frames), pixel format or parity of the frame's sides. The test source draws the
+    frame number, so a frame is identified by its pixels."""
+    path = tmp_path / "v.mp4"
+    _ffmpeg("-f", "lavfi", "-i", f"testsrc=size={size}:rate={rate}", "-t", "2", "-c:v",
+            "libx264", "-preset", "ultrafast", "-qp", "0", "-pix_fmt", pix_fmt, str(path))
+    info = probe_video(path)
+    times = frame_times(info, 25)
+    frames = list(frames_shown_at(path, times, info))
+    w, h = (int(x) & ~1 for x in size.split("x"))
+    assert len(frames) == 50 and frames[0].shape == (h * 3 // 2, w)
+    shown = np.floor((times - info.begin_s) * rate).astype(int)  # source frame index
+    for i in range(1, len(frames)):
+        same = np.array_equal(frames[i], frames[i - 1])  # lossless: only a repeat is equal
+        assert same == (shown[i] == shown[i - 1]), (i, shown[i - 1 : i + 1])
+    assert i420_to_rgb(frames[:1]).shape == (1, h, w, 3)

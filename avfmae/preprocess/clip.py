@@ -2,13 +2,14 @@
 
 :func:`process_clip` is what a worker runs. It opens the video (probing for truncation), reads
 the aligned audio span first (cheap, and it rejects clips without usable audio before any video
-work), decodes the keyframes and tracks the face, then decodes the frames in chunks, crops them
-and streams them into the encoder. Outputs are written under temporary names and renamed into
+work), decodes the keyframes and tracks the face, then crops the frames (kept in 4:2:0 planes)
+in chunks and streams them into the encoder. Outputs are written under temporary names and renamed into
 place only when complete, so a killed worker never leaves a file that looks finished.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from dataclasses import dataclass, field
@@ -22,9 +23,10 @@ from .media import (
     FaceVideoWriter,
     MediaError,
     frame_times,
-    open_video,
+    frames_shown_at,
+    i420_to_rgb,
+    probe_video,
     read_audio,
-    read_frames,
     write_wav,
 )
 from .settings import Settings
@@ -33,8 +35,9 @@ __all__ = ["ClipJob", "process_clip", "CHUNK_FRAMES"]
 
 #: frames decoded and cropped at a time (bounds memory for long or large clips)
 CHUNK_FRAMES = 64
-#: clips whose decoded frames fit in this many bytes are decoded once and kept in memory
-CACHE_BYTES = 96 * 2**20
+#: clips whose decoded (I420) frames fit in this many bytes are decoded once and kept in memory,
+#: longer ones are decoded twice; one worker runs per core, and 256 MiB holds 7 s of 1280×720
+CACHE_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,7 @@ def _process(
     job: ClipJob, s: Settings, t: dict, tmp_face: str, tmp_wav: str,
     alive: Callable[[], bool] | None,
 ) -> ClipResult:
-    dec, info = open_video(job.video)
+    info = probe_video(job.video)
     times = frame_times(info, s.fps)
     n = len(times)
     _lap(t, "open")
@@ -121,11 +124,11 @@ def _process(
     # pass 1: keyframes → face track (short clips are decoded whole, once; long ones twice)
     keys = keyframe_indices(n, s.detect_every)
     cached = None
-    if n * info.width * info.height * 3 <= CACHE_BYTES:
-        cached = read_frames(dec, times, info)
-        key_frames = list(cached[keys])
+    if n * info.width * info.height * 3 // 2 <= CACHE_BYTES:
+        cached = list(frames_shown_at(job.video, times, info))
+        key_frames = list(i420_to_rgb(cached[k] for k in keys))
     else:
-        key_frames = list(read_frames(dec, times[keys], info))
+        key_frames = list(i420_to_rgb(frames_shown_at(job.video, times[keys], info)))
     _lap(t, "decode_keys")
     track = track_face(key_frames, keys, n, make_detector(s))
     face_rate = track.face_rate if track is not None else 0.0
@@ -138,16 +141,16 @@ def _process(
     mats = crop_params(track, s)
     _lap(t, "detect")
 
-    # pass 2: decode in chunks → crop → encode
+    # pass 2: (decode →) crop → encode, in chunks
+    frames = iter(cached) if cached is not None else frames_shown_at(job.video, times, info)
     t_dec = t_crop = 0.0
     with FaceVideoWriter(tmp_face, s.face_size, s.fps, crf=s.crf, preset=s.preset, gop=s.gop,
                          codec=s.codec, pixel_format=s.pixel_format) as writer:
         for lo in range(0, n, CHUNK_FRAMES):
-            hi = min(n, lo + CHUNK_FRAMES)
             a = time.process_time()
-            frames = cached[lo:hi] if cached is not None else read_frames(dec, times[lo:hi], info)
+            chunk = list(itertools.islice(frames, CHUNK_FRAMES))
             b = time.process_time()
-            crops = crop_frames(frames, mats[lo:hi], s)
+            crops = crop_frames(chunk, mats[lo : lo + len(chunk)], s)
             c = time.process_time()
             writer.add(crops)
             t_crop += c - b

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -447,38 +448,61 @@ def crop_params(track: Track, s: Settings) -> np.ndarray:
     return mats
 
 
-def crop_frames(frames: np.ndarray, mats: np.ndarray, s: Settings) -> np.ndarray:
-    """Warp ``frames`` (n, H, W, 3) uint8 with ``mats`` → ``(n, S, S, 3)`` face crops."""
+def crop_frames(frames: Sequence[np.ndarray], mats: np.ndarray, s: Settings) -> np.ndarray:
+    """Warp I420 frames ``(H * 3 / 2, W)`` with ``mats`` ``(n, 2, 3)`` → RGB ``(n, S, S, 3)``
+    face crops. Each plane is warped on its own (chroma at half resolution), so only the crop
+    is converted to colour."""
     F = s.face_size
-    out = np.empty((len(frames), F, F, 3), np.uint8)
     border = cv2.BORDER_CONSTANT if s.border == "constant" else cv2.BORDER_REPLICATE
-    H, W = frames.shape[1:3]
+    out = np.empty((len(frames), F, F, 3), np.uint8)
+    crop = np.empty(F * F * 3 // 2, np.uint8)
     for i, (img, m) in enumerate(zip(frames, mats)):
-        scale = math.hypot(m[0, 0], m[0, 1])
-        if scale < 0.5:
-            # shrink the region the crop reads with area averaging first (no aliasing)
-            inv = cv2.invertAffineTransform(m)
-            corners = inv @ np.array([[0, 0, 1], [F, 0, 1], [0, F, 1], [F, F, 1]], float).T
-            x0 = max(0, int(math.floor(corners[0].min())) - 2)
-            y0 = max(0, int(math.floor(corners[1].min())) - 2)
-            x1 = min(W, int(math.ceil(corners[0].max())) + 2)
-            y1 = min(H, int(math.ceil(corners[1].max())) + 2)
-            if x1 - x0 < 2 or y1 - y0 < 2:
-                out[i] = 0
-                continue
-            f = 2 * scale
-            sub = img[y0:y1, x0:x1]
-            sw, sh = max(1, round(sub.shape[1] * f)), max(1, round(sub.shape[0] * f))
-            small = cv2.resize(sub, (sw, sh), interpolation=cv2.INTER_AREA)
-            fx, fy = sw / sub.shape[1], sh / sub.shape[0]
-            # source point p = (q / f) + offset  →  m' = m ∘ that
-            pre = np.array([[1 / fx, 0, x0], [0, 1 / fy, y0], [0, 0, 1]])
-            m2 = m @ pre
-            out[i] = cv2.warpAffine(
-                small, m2, (F, F), flags=cv2.INTER_LINEAR, borderMode=border, borderValue=0
-            )
-        else:
-            out[i] = cv2.warpAffine(
-                img, m, (F, F), flags=cv2.INTER_LINEAR, borderMode=border, borderValue=0
-            )
+        y, u, v = _planes(img.reshape(-1), img.shape[0] * 2 // 3, img.shape[1])
+        cy, cu, cv = _planes(crop, F, F)
+        mc = _chroma_matrix(m)
+        cy[:] = _warp(y, m, F, border, fill=0)
+        cu[:] = _warp(u, mc, F // 2, border, fill=128)
+        cv[:] = _warp(v, mc, F // 2, border, fill=128)
+        out[i] = cv2.cvtColor(crop.reshape(F * 3 // 2, F), cv2.COLOR_YUV2RGB_I420)
     return out
+
+
+def _planes(flat: np.ndarray, H: int, W: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Views of the Y ``(H, W)``, U and V ``(H / 2, W / 2)`` planes of one flat I420 frame."""
+    q = H * W // 4
+    return (flat[: H * W].reshape(H, W), flat[H * W : H * W + q].reshape(H // 2, W // 2),
+            flat[H * W + q :].reshape(H // 2, W // 2))
+
+
+def _chroma_matrix(m: np.ndarray) -> np.ndarray:
+    """The luma affine ``m`` acting on half-resolution chroma planes, whose sample ``c`` sits at
+    luma position ``2 c + 0.5`` in source and crop alike."""
+    mc = m.copy()
+    mc[:, 2] = (m[:, :2] @ np.array([0.5, 0.5]) + m[:, 2] - 0.5) / 2
+    return mc
+
+
+def _warp(img: np.ndarray, m: np.ndarray, size: int, border: int, fill: int) -> np.ndarray:
+    """``cv2.warpAffine`` of one plane to ``(size, size)``. A region shrunk below half size is
+    first area-averaged by a whole factor ``k`` (OpenCV's fast path; a fractional factor costs
+    ~8× more), so the warp itself never shrinks below half size: no aliasing."""
+    scale = math.hypot(m[0, 0], m[0, 1])
+    if scale >= 0.5:
+        return cv2.warpAffine(img, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=border,
+                              borderValue=fill)
+    k = math.ceil(0.5 / scale)
+    H, W = img.shape[:2]
+    inv = cv2.invertAffineTransform(m)
+    corners = inv @ np.array([[0, 0, 1], [size, 0, 1], [0, size, 1], [size, size, 1]], float).T
+    x0 = max(0, int(math.floor(corners[0].min())) - 2)
+    y0 = max(0, int(math.floor(corners[1].min())) - 2)
+    x1 = x0 + min(W - x0, int(math.ceil(corners[0].max())) + 2 + k - x0) // k * k
+    y1 = y0 + min(H - y0, int(math.ceil(corners[1].max())) + 2 + k - y0) // k * k
+    if x1 - x0 < k or y1 - y0 < k:
+        return np.full((size, size), fill, np.uint8)
+    small = cv2.resize(img[y0:y1, x0:x1], ((x1 - x0) // k, (y1 - y0) // k),
+                       interpolation=cv2.INTER_AREA)
+    # a pixel q of the shrunk region covers source pixels k q … k q + k - 1: p = k q + (k-1)/2
+    pre = np.array([[k, 0, x0 + (k - 1) / 2], [0, k, y0 + (k - 1) / 2], [0, 0, 1]])
+    return cv2.warpAffine(small, m @ pre, (size, size), flags=cv2.INTER_LINEAR,
+                          borderMode=border, borderValue=fill)

@@ -1,11 +1,16 @@
-"""Media I/O for preprocessing, in-process through torchcodec (the system FFmpeg libraries).
+"""Media I/O for preprocessing, in-process through FFmpeg's libraries.
 
 Spawning the ``ffmpeg`` CLI costs 0.1–0.3 s per process on this stack (it links ~200 shared
 libraries), more than the whole per-clip budget, so decoding, resampling and encoding run
-inside the worker: :func:`open_video` probes and opens a clip, :func:`read_frames` decodes the
-frames shown at given times, :func:`read_audio` decodes, down-mixes and resamples the audio of
-a time span, :class:`FaceVideoWriter` streams frames into one H.264 mp4 and :func:`write_wav`
-writes 16-bit PCM.
+inside the worker: :func:`probe_video` checks a clip and reads its geometry and clock,
+:func:`frames_shown_at` decodes the frames shown at given times, :func:`read_audio` decodes, down-mixes and resamples the audio
+of a time span, :class:`FaceVideoWriter` streams frames into one H.264 mp4 and
+:func:`write_wav` writes 16-bit PCM.
+
+Frames stay in the decoder's 4:2:0 planes (I420, ``(H * 3 / 2, W)`` uint8): converting a whole
+1280×720 frame to RGB costs more than decoding it (docs/speed.md, "Preprocessing"), and only
+the face crop and the few keyframes the detector sees need colour (:func:`i420_to_rgb`).
+torchcodec probes and encodes; PyAV decodes, because torchcodec hands out RGB only.
 
 Every failure a bad input can cause is raised as :class:`MediaError` with a short ``reason``
 code that ends up in ``rejects.csv``.
@@ -19,6 +24,9 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import Iterable, Iterator
+
+import cv2
 import numpy as np
 import soundfile as sf
 import torch
@@ -26,9 +34,10 @@ import torch
 __all__ = [
     "MediaError",
     "VideoInfo",
-    "open_video",
+    "probe_video",
     "frame_times",
-    "read_frames",
+    "frames_shown_at",
+    "i420_to_rgb",
     "read_audio",
     "write_wav",
     "FaceVideoWriter",
@@ -62,8 +71,8 @@ def _short(err: Exception) -> str:
     return text[:200]
 
 
-def open_video(path: str | Path):
-    """Open a video; return ``(decoder, VideoInfo)`` or raise :class:`MediaError`.
+def probe_video(path: str | Path) -> VideoInfo:
+    """A video's geometry and clock, or :class:`MediaError`.
 
     The file's packets are scanned (``seek_mode='exact'``), so a file whose container promises
     more frames than it holds is reported as ``truncated_video``.
@@ -106,7 +115,7 @@ def open_video(path: str | Path):
             "truncated_video",
             f"container declares {info.n_frames_header} frames but only {n} are present",
         )
-    return dec, info
+    return info
 
 
 #: leading bytes of the containers the supported datasets ship (mp4/mov, avi, flv, mkv/webm)
@@ -180,16 +189,58 @@ def frame_times(info: VideoInfo, fps: float) -> np.ndarray:
     return info.begin_s + (np.arange(n) + 0.5) / fps
 
 
-def read_frames(decoder, times: np.ndarray, info: VideoInfo) -> np.ndarray:
-    """Decode the frames shown at ``times`` → uint8 ``(len(times), H, W, 3)`` RGB."""
+def frames_shown_at(path: str | Path, times: np.ndarray, info: VideoInfo) -> Iterator[np.ndarray]:
+    """Decode ``path`` once, front to back, and yield the frame shown at each of ``times``
+    (ascending) as an I420 ``(H * 3 / 2, W)`` uint8 array (a frame shown at several times is
+    one array). Only shown frames are converted out of the decoder; odd frame sides are rounded
+    down to even ones (4:2:0)."""
+    import av
+
     t = np.clip(times, info.begin_s, np.nextafter(info.end_s, -np.inf))
+    previous = converted = None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            batch = decoder.get_frames_played_at(seconds=[float(x) for x in t])
-    except Exception as err:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "NONE"  # one worker per core: frame threads would oversubscribe
+            for frame in _frame_at_each_time(container.decode(stream), t, info):
+                if frame is not previous:
+                    previous, converted = frame, _i420(frame)
+                yield converted
+    except av.FFmpegError as err:
         raise MediaError("truncated_video", f"decoding failed: {_short(err)}") from None
-    return batch.data.numpy()
+
+
+def _frame_at_each_time(decoded: Iterator, t: np.ndarray, info: VideoInfo) -> Iterator:
+    """The decoded frame shown at each of ``t``: a frame is shown from its timestamp until the
+    next frame's; the last one until the clip's end."""
+    k, shown, shown_at = 0, None, info.begin_s
+    for frame in decoded:
+        at = float(frame.time) if frame.time is not None else shown_at + 1.0 / info.fps
+        while k < len(t) and shown is not None and t[k] < at:
+            yield shown
+            k += 1
+        if k == len(t):
+            return
+        shown, shown_at = frame, at
+    if shown is None:
+        raise MediaError("unreadable_video", "no decodable video frames")
+    if k < len(t) and t[-1] > shown_at + 2.0 / info.fps:
+        raise MediaError("truncated_video", f"frames stop at {shown_at:.2f} s of a clip that "
+                         f"runs to {info.end_s:.2f} s")
+    while k < len(t):
+        yield shown
+        k += 1
+
+
+def _i420(frame) -> np.ndarray:
+    if frame.width % 2 or frame.height % 2:
+        frame = frame.reformat(width=frame.width & ~1, height=frame.height & ~1)
+    return frame.to_ndarray(format="yuv420p")
+
+
+def i420_to_rgb(frames: Iterable[np.ndarray]) -> np.ndarray:
+    """I420 frames ``(H * 3 / 2, W)`` → RGB ``(n, H, W, 3)`` uint8 (BT.601, video range)."""
+    return np.stack([cv2.cvtColor(f, cv2.COLOR_YUV2RGB_I420) for f in frames])
 
 
 def read_audio(

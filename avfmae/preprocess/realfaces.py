@@ -196,12 +196,12 @@ def run_pipeline(video: str | Path, s) -> tuple[object, np.ndarray, np.ndarray, 
     import time
 
     from .faces import crop_params, keyframe_indices, make_detector, track_face
-    from .media import frame_times, open_video, read_frames
+    from .media import frame_times, frames_shown_at, i420_to_rgb, probe_video
 
-    dec, info = open_video(str(video))
+    info = probe_video(video)
     times = frame_times(info, s.fps)
     keys = keyframe_indices(len(times), s.detect_every)
-    frames = read_frames(dec, times[keys], info)
+    frames = i420_to_rgb(frames_shown_at(video, times[keys], info))
     t0 = time.process_time()
     track = track_face(list(frames), keys, len(times), make_detector(s))
     mats = crop_params(track, s) if track is not None else None

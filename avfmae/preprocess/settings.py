@@ -28,7 +28,7 @@ from .mtcnn import weights_sha256
 __all__ = ["Settings", "fingerprint", "PREPROCESS_VERSION", "FACE_CASCADE", "EYE_CASCADE"]
 
 #: Bump when the algorithm changes in a way the settings below do not capture.
-PREPROCESS_VERSION = 2
+PREPROCESS_VERSION = 3
 
 FACE_CASCADE = "haarcascade_frontalface_default.xml"
 EYE_CASCADE = "haarcascade_eye.xml"
@@ -97,6 +97,7 @@ def _file_sha256(path: str) -> str:
 
 @lru_cache(maxsize=1)
 def _library_versions() -> dict[str, Any]:
+    import av
     import torchcodec
     from torchcodec import _core
 
@@ -108,6 +109,8 @@ def _library_versions() -> dict[str, Any]:
         "opencv": cv2.__version__,
         "torchcodec": torchcodec.__version__,
         "ffmpeg": ffmpeg,
+        "pyav": av.__version__,
+        "pyav_ffmpeg": {k: list(v) for k, v in av.library_versions.items()},
         "avfmae": importlib.metadata.version("avfmae"),
         "preprocess_version": PREPROCESS_VERSION,
     }
@@ -167,7 +170,8 @@ def describe(settings: Settings) -> dict[str, Any]:
             "margin": s.margin,
             "side": "box * (1 + 2 * margin)",
             "border": s.border,
-            "interpolation": "linear (area pre-shrink beyond 2x)",
+            "interpolation": "linear per 4:2:0 plane (whole-factor area pre-shrink beyond 2x)",
+            "colour": "BT.601 video range, crop only",
         },
         "video": {
             "container": "mp4",
