@@ -13,7 +13,8 @@ import pytest
 from avfmae.config import params_from_dict, with_overrides
 from avfmae.eval.ablations import (ABLATIONS, CLAIMS, ablation, parse_experiment_name,
                                    seed_overrides)
-from avfmae.eval.claims import MIN_PAIRS, evaluate_claim, not_used, paired_p_value, write_claims
+from avfmae.eval.claims import (MIN_PAIRS, _modality_table, evaluate_claim, modality_cells,
+                                not_used, paired_p_value, write_claims)
 from avfmae.eval.experiments import Run, _cli_value, runs_from_exp_show
 from avfmae.eval.report import fold_scores
 from avfmae.pipeline import CLAIMS_OUTPUTS
@@ -25,9 +26,12 @@ MACHINE = {"cpu": "Test CPU", "amx": False, "threads": 2, "torch": "2.x", "devic
 
 
 def run(config: str, seed: int, folds: dict[int, float], state: str = "success") -> Run:
+    o = ablation(config).overrides
+    pretrained = "none" if o.get("finetune.init") == "random" else o.get("pretrain.modality", "av")
+    modalities = (pretrained, o.get("finetune.modality", "av"))
     return Run(f"{config}-seed{seed}", config, seed, state,
                scores={("synthetic", f): v for f, v in folds.items()},
-               metric={"synthetic": "uar"}, machine=MACHINE)
+               metric={"synthetic": "uar"}, machine=MACHINE, modalities=modalities)
 
 
 def test_sides_pairs_and_wins():
@@ -124,6 +128,29 @@ def test_every_claim_compares_two_configurations_of_the_set():
     names = {a.name for a in ABLATIONS}
     assert all({c.better, c.worse} <= names and c.better != c.worse for c in CLAIMS)
     assert len({c.name for c in CLAIMS}) == len(CLAIMS)
+
+
+def test_modality_table_places_each_run_by_what_it_pretrained_and_fine_tuned():
+    runs = [run("av", 0, {1: 0.6, 2: 0.8}), run("video", 0, {1: 0.5}),
+            run("unimodal_video", 0, {1: 0.3}), run("unimodal_video", 1, {1: 0.4}),
+            run("random", 0, {1: 0.2}), run("s3only", 0, {1: 0.9})]
+    cells = modality_cells(runs, "synthetic")
+    assert cells == {("av", "av"): [0.6, 0.8], ("av", "video"): [0.5],
+                     ("video", "video"): [0.3, 0.4], ("none", "av"): [0.2]}  # s3only: a recipe
+    lines = "\n".join(_modality_table(runs, "synthetic"))
+    assert "| av | 0.700 ± 0.141 (2) | 0.500 ± 0.000 (1) | – |" in lines
+    assert "| video | – | 0.350 ± 0.071 (2) | – |" in lines
+    assert "| nothing (random init) | 0.200 ± 0.000 (1) | – | – |" in lines
+    assert "\n| audio |" not in lines  # no audio-pretrained run: no row
+
+
+def test_a_run_reads_its_modalities_from_its_params():
+    params = {"finetune": {"seed": 0, "modality": "video", "init": "pretrained"},
+              "pretrain": {"seed": 0, "modality": "video"}}
+    summary = {"synthetic": {"test": {}, "test_by_fold": {"uar": {"1": 0.5}}}}
+    data = [{"rev": "0123456789abcdef", "experiments": [
+        _exp("unimodal_video-seed0", "success", params, summary)]}]
+    assert runs_from_exp_show(data)[0][0].modalities == ("video", "video")
 
 
 def test_names_and_override_values():

@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Ablation", "Claim", "ABLATIONS", "CLAIMS", "ablation", "experiment_name",
-           "parse_experiment_name", "seed_overrides"]
+__all__ = ["Ablation", "Claim", "ABLATIONS", "CLAIMS", "MODALITY_KEYS", "ablation",
+           "experiment_name", "parse_experiment_name", "seed_overrides", "in_modality_table"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,9 @@ CLAIMS: tuple[Claim, ...] = (
           "than audio-only pretraining", "audio", "unimodal_audio"),
 )
 
+#: the keys that place a run in the pretraining × fine-tuning modality table
+MODALITY_KEYS = frozenset({"pretrain.modality", "finetune.modality", "finetune.init"})
+
 _NAME = re.compile(r"^(?P<config>[a-z0-9_]+)-seed(?P<seed>\d+)$")
 
 
@@ -80,6 +83,12 @@ def ablation(name: str) -> Ablation:
         if a.name == name:
             return a
     raise KeyError(f"no ablation {name!r}; the set: {[a.name for a in ABLATIONS]}")
+
+
+def in_modality_table(config: str) -> bool:
+    """Whether the configuration differs from the main job only in what is pretrained and
+    fine-tuned (so its runs are a cell of the modality table, not another recipe)."""
+    return set(ablation(config).overrides) <= MODALITY_KEYS
 
 
 def seed_overrides(seed: int) -> dict[str, int]:

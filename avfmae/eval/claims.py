@@ -5,7 +5,8 @@ runs paired by seed and fold with the wins, ties and losses of the claimed bette
 one-sided Wilcoxon signed-rank test of the paired differences. Below :data:`MIN_PAIRS` pairs
 no test is reported: with n pairs the smallest one-sided p it can give is 2⁻ⁿ, so with fewer
 than five even a win in every pair could not reach 0.05. Runs that failed, are still queued or
-never ran are listed, never silently dropped.
+never ran are listed, never silently dropped. The configurations that differ from the main job
+only in what is pretrained and fine-tuned also fill a pretraining × fine-tuning modality table.
 
 Writes ``reports/claims.md``, ``metrics/claims.json`` and ``plots/claims/<dataset>.png``
 (paths in :data:`avfmae.pipeline.CLAIMS_OUTPUTS`).
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from avfmae.eval.ablations import ABLATIONS, CLAIMS, Claim, experiment_name
+from avfmae.eval.ablations import ABLATIONS, CLAIMS, Claim, experiment_name, in_modality_table
 from avfmae.eval.experiments import Run
 from avfmae.io import atomic_write_text, pyplot, save_figure
 from avfmae.pipeline import CLAIMS_OUTPUTS
@@ -65,12 +66,16 @@ def _scores(runs: Iterable[Run], config: str, dataset: str) -> dict[tuple[int, i
             for (ds, fold), score in r.scores.items() if ds == dataset}
 
 
+def _mean_std(values: Iterable[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one value)."""
+    v = np.array(list(values), dtype=float)
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+
 def _side(config: str, scores: dict[tuple[int, int], float]) -> Side:
-    values = np.array(list(scores.values()), dtype=float)
-    if not len(values):
+    if not scores:
         return Side(config, None, None, 0)
-    std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
-    return Side(config, float(values.mean()), std, len(values))
+    return Side(config, *_mean_std(scores.values()), len(scores))
 
 
 def paired_p_value(differences: list[float]) -> float:
@@ -152,6 +157,38 @@ def _claims_table(results: list[ClaimResult]) -> list[str]:
     return lines
 
 
+#: rows (pretrained: "none" is random initialisation) and columns (fine-tuned) of the table
+PRETRAINED = ("av", "video", "audio", "none")
+FINETUNED = ("av", "video", "audio")
+
+
+def modality_cells(runs: list[Run], dataset: str) -> dict[tuple[str, str], list[float]]:
+    """``(pretrained, fine-tuned) → every seed × fold score`` of the modality-table runs."""
+    cells: dict[tuple[str, str], list[float]] = {}
+    for r in runs:
+        if r.usable and r.modalities and in_modality_table(r.config):
+            cells.setdefault(r.modalities, []).extend(
+                v for (ds, _), v in sorted(r.scores.items()) if ds == dataset)
+    return {k: v for k, v in cells.items() if v}
+
+
+def _modality_table(runs: list[Run], dataset: str) -> list[str]:
+    cells = modality_cells(runs, dataset)
+    if not cells:
+        return []
+    lines = ["| pretrained ↓ / fine-tuned → | " + " | ".join(FINETUNED) + " |",
+             "|---" * (len(FINETUNED) + 1) + "|"]
+    for pre in PRETRAINED:
+        row = ["{:.3f} ± {:.3f}".format(*_mean_std(v)) + f" ({len(v)})"
+               if (v := cells.get((pre, fine))) else "–" for fine in FINETUNED]
+        if any(c != "–" for c in row):
+            label = "nothing (random init)" if pre == "none" else pre
+            lines.append(f"| {label} | " + " | ".join(row) + " |")
+    return ["### Pretraining × fine-tuning modality", "",
+            "Mean ± std over seeds × folds (number of runs); `none` is random initialisation.",
+            "", *lines, ""]
+
+
 def _runs_table(runs: list[Run], dataset: str) -> list[str]:
     folds = sorted({f for r in runs if r.usable for ds, f in r.scores if ds == dataset})
     lines = ["| configuration | seed | " + " | ".join(f"fold {f}" for f in folds) + " |",
@@ -198,8 +235,8 @@ def write_claims(runs: list[Run], baseline: str = "") -> Path:
         metric = next((r.metric for r in results if r.dataset == ds), "")
         figure = _plot(runs, ds, metric)
         lines += [f"## {ds} (test {metric})", "", *_claims_table(
-            [r for r in results if r.dataset == ds]), "", "### Runs", "", *_runs_table(runs, ds),
-            ""]
+            [r for r in results if r.dataset == ds]), "", *_modality_table(runs, ds), "### Runs",
+            "", *_runs_table(runs, ds), ""]
         if figure is not None:
             lines += [f"![{ds}](../{figure.as_posix()})", ""]
     lines += ["## Runs without figures", ""]
@@ -222,6 +259,11 @@ def _json(results: list[ClaimResult], runs: list[Run], skipped: list[dict[str, s
     return {"baseline": baseline, "test": TEST_NAME, "significance": SIGNIFICANCE,
             "min_pairs": MIN_PAIRS, "machines": machines(runs),
             "claims": [{k: clean(v) for k, v in asdict(r).items()} for r in results],
+            "modality_table": {ds: {f"{pre}/{fine}": dict(zip(("mean", "std"), _mean_std(v)),
+                                                          runs=len(v))
+                                    for (pre, fine), v in sorted(modality_cells(runs, ds).items())}
+                               for ds in sorted({d for r in runs if r.usable
+                                                 for d, _ in r.scores})},
             "runs": [{"experiment": r.experiment, "config": r.config, "seed": r.seed,
                       "scores": {f"{ds}/fold{f}": s for (ds, f), s in sorted(r.scores.items())}}
                      for r in runs if r.usable],

@@ -56,6 +56,8 @@ class Run:
     scores: dict[tuple[str, int], float] = field(default_factory=dict)
     metric: dict[str, str] = field(default_factory=dict)
     machine: dict[str, Any] = field(default_factory=dict)
+    #: (pretrained modality or "none" for random init, fine-tuned modality) from its params
+    modalities: tuple[str, str] | None = None
 
     @property
     def usable(self) -> bool:
@@ -168,17 +170,28 @@ def _run(name: str, config: str, seed: int, state: str, rev: dict[str, Any]) -> 
         return Run(name, config, seed, "no per-fold results",
                    f"{SUMMARY} has no test_by_fold (made before it was added?)")
     return Run(name, config, seed, "success", scores=scores, metric=metric,
-               machine=summary.get("machine", {}))
+               machine=summary.get("machine", {}), modalities=_modalities(data.get("params", {})))
+
+
+def _param(params: dict[str, Any], dotted: str) -> Any:
+    """The value of a dotted key in an experiment's ``params.yaml`` (``None`` when absent)."""
+    node: Any = (params.get("params.yaml") or {}).get("data") or {}
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def _modalities(params: dict[str, Any]) -> tuple[str, str]:
+    pretrained = ("none" if _param(params, "finetune.init") == "random"
+                  else _param(params, "pretrain.modality"))
+    return str(pretrained), str(_param(params, "finetune.modality"))
 
 
 def _params_mismatch(params: dict[str, Any], config: str, seed: int) -> str:
     """Which of the configuration's overrides the experiment's params.yaml contradicts."""
-    values = (params.get("params.yaml") or {}).get("data") or {}
     wrong = []
     for dotted, want in {**ablation(config).overrides, **seed_overrides(seed)}.items():
-        node: Any = values
-        for part in dotted.split("."):
-            node = node.get(part) if isinstance(node, dict) else None
+        node = _param(params, dotted)
         if node != want:
             wrong.append(f"{dotted} is {node!r}, not {want!r}")
     return "; ".join(wrong)

@@ -3,8 +3,9 @@
 :func:`process_clip` is what a worker runs. It opens the video (probing for truncation), reads
 the aligned audio span first (cheap, and it rejects clips without usable audio before any video
 work), decodes the keyframes and tracks the face, then crops the frames (kept in 4:2:0 planes)
-in chunks and streams them into the encoder. Outputs are written under temporary names and renamed into
-place only when complete, so a killed worker never leaves a file that looks finished.
+in chunks and streams them into the encoder. Outputs are written under temporary names and
+renamed into place only when complete, so a killed worker never leaves a file that looks
+finished.
 """
 
 from __future__ import annotations

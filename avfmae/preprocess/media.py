@@ -3,9 +3,9 @@
 Spawning the ``ffmpeg`` CLI costs 0.1–0.3 s per process on this stack (it links ~200 shared
 libraries), more than the whole per-clip budget, so decoding, resampling and encoding run
 inside the worker: :func:`probe_video` checks a clip and reads its geometry and clock,
-:func:`frames_shown_at` decodes the frames shown at given times, :func:`read_audio` decodes, down-mixes and resamples the audio
-of a time span, :class:`FaceVideoWriter` streams frames into one H.264 mp4 and
-:func:`write_wav` writes 16-bit PCM.
+:func:`frames_shown_at` decodes the frames shown at given times, :func:`read_audio` decodes,
+down-mixes and resamples the audio of a time span, :class:`FaceVideoWriter` streams frames into
+one H.264 mp4 and :func:`write_wav` writes 16-bit PCM.
 
 Frames stay in the decoder's 4:2:0 planes (I420, ``(H * 3 / 2, W)`` uint8): converting a whole
 1280×720 frame to RGB costs more than decoding it (docs/speed.md, "Preprocessing"), and only
