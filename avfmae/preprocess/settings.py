@@ -128,6 +128,8 @@ def describe(settings: Settings) -> dict[str, Any]:
             "pyramid": 0.709,
             "min_confidence": s.min_confidence,
             "near_face_px": s.cnn_face_px,
+            "tracking": "O-Net refines the previous keyframe's box twice; a full search when "
+                        "it rejects the box or IoU < 0.5",
         }
     else:
         model = {
