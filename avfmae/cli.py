@@ -125,6 +125,12 @@ def _cmd_claims(args: argparse.Namespace, params: Params) -> None:
     print(write_claims(*read_runs()))
 
 
+def _cmd_probe(args: argparse.Namespace, params: Params) -> None:
+    from avfmae.eval.probe import probe
+
+    print(probe(params, dataset=args.dataset, encoder=args.encoder))
+
+
 def _cmd_convert(args: argparse.Namespace, params: None) -> None:
     from avfmae.models.convert import convert_checkpoint
 
@@ -298,6 +304,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("claims", _cmd_claims,
             "table the paper's claims from the finished ablation experiments: "
             "reports/claims.md, metrics/claims.json, plots/claims/")
+    p = add("probe", _cmd_probe,
+            "linear probe of the frozen encoders on held-out speakers, pretrained against "
+            "random init: reports/probe.md, metrics/probe.json")
+    p.add_argument("--dataset", default=None,
+                   help="labeled dataset (default: the first of data.datasets)")
+    p.add_argument("--encoder", default=None,
+                   help="pretrained encoder (default: the pretrain stage's output)")
     p = add("convert", _cmd_convert,
             "map a published AVF-MAE++ checkpoint onto avfmae's modules")
     p.add_argument("src", help="published checkpoint ({'model': state_dict})")

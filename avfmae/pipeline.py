@@ -22,7 +22,7 @@ import yaml
 from avfmae.config import Params
 
 __all__ = ["Stage", "STAGES", "stage", "path", "enabled_stages", "stage_inputs",
-           "render_dvc_yaml", "init_checkpoint", "CLAIMS_OUTPUTS"]
+           "render_dvc_yaml", "init_checkpoint", "CLAIMS_OUTPUTS", "PROBE_OUTPUTS"]
 
 PRETRAIN_ENCODER = "models/pretrain/encoder.safetensors"
 # The data layout: what download, index and preprocess write under data.root.
@@ -35,6 +35,8 @@ CODE_STAMPS = ".avfmae/code"
 # (avfmae/eval/claims.py); they are committed like the metrics, not cached.
 CLAIMS_OUTPUTS = {"report": "reports/claims.md", "metrics": "metrics/claims.json",
                   "plots": "plots/claims"}
+# What `avfmae probe` writes (a tool run on a finished pretraining, not a stage).
+PROBE_OUTPUTS = {"report": "reports/probe.md", "metrics": "metrics/probe.json"}
 
 # Keys any stage may read without declaring them: they change where or how fast work runs, never
 # its result (the data root is in every stage's paths, so moving it reruns everything anyway).
