@@ -199,3 +199,23 @@ def test_torchrun_processes_get_the_params_file_as_an_absolute_path(monkeypatch,
     cmd = calls[0]
     assert cmd[cmd.index("avfmae") + 1:] == ["--params", str(tmp_path / "variant.yaml"),
                                             "pretrain", "--resume", "never"]
+
+
+def test_progress_bars_redraw_on_a_terminal_and_write_rarely_to_a_log():
+    import io
+
+    from avfmae.progress import LOG_INTERVAL_S, progress
+
+    log = io.StringIO()  # not a terminal
+    with progress(1000, "work", file=log) as bar:
+        for _ in range(1000):
+            bar.update(1)
+    assert bar.mininterval == LOG_INTERVAL_S
+    lines = [line for line in log.getvalue().replace("\r", "\n").splitlines() if line.strip()]
+    assert 1 <= len(lines) <= 3 and "1000/1000" in lines[-1]
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    assert progress(10, "work", file=Terminal()).mininterval == 0.5

@@ -491,9 +491,9 @@ def _complete(out: Path, listing: list[dict]) -> bool:
 
 
 def _progress(total: int, desc: str):
-    from tqdm import tqdm
+    from avfmae.progress import progress
 
-    return tqdm(total=total, desc=desc, unit="file", disable=total < 2, leave=False)
+    return progress(total, desc, unit="file", disable=total < 2, leave=False)
 
 
 def _swap_in(tmp: Path, out: Path) -> None:

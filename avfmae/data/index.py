@@ -295,16 +295,9 @@ def _materialize(clips: list[Clip], tmp_media: Path, final_media: Path, res: Par
 
 
 def _progress(total: int, desc: str):
-    try:
-        from tqdm import tqdm
+    from avfmae.progress import progress
 
-        return tqdm(total=total, desc=desc, unit="clip", disable=total < 20, leave=False)
-    except ImportError:  # pragma: no cover
-        class _Null:
-            def update(self, n: int) -> None: ...
-            def close(self) -> None: ...
-
-        return _Null()
+    return progress(total, desc, unit="clip", disable=total < 20, leave=False)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -26,7 +26,6 @@ import json
 import logging
 import math
 import re
-import sys
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -37,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
+from avfmae.progress import progress as progress_bar
 
 from avfmae.data.clips import ClipDataset
 from avfmae.errors import UserError
@@ -254,8 +253,7 @@ def window_outputs(model: torch.nn.Module, data: WindowDataset, card: ModelCard,
     levelled model's ``(N_windows, D·L)`` level probabilities, a softmax per dimension."""
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size, num_workers=num_workers)
     outs = []
-    with tqdm(total=len(data), unit="window", desc="predict", disable=not progress,
-              file=sys.stderr, mininterval=0.5) as bar:
+    with progress_bar(len(data), "predict", unit="window", disable=not progress) as bar:
         for batch in loader:
             video = batch["video"].flatten(0, 1).to(device)
             audio = batch["audio"].flatten(0, 1).to(device)
@@ -285,8 +283,7 @@ def preprocess_videos(videos: Sequence[Path], card: ModelCard, work: Path, worke
     results: dict[str, ClipResult] = {}
     threads = torch.get_num_threads()  # the inline worker sets one thread for this process
     try:
-        with tqdm(total=len(jobs), unit="clip", desc="preprocess", disable=not progress,
-                  file=sys.stderr, mininterval=0.5) as bar:
+        with progress_bar(len(jobs), "preprocess", unit="clip", disable=not progress) as bar:
             for job, res in execute_jobs(jobs, settings,
                                          min(worker_count(workers), len(jobs))):
                 results[job.clip_id] = res

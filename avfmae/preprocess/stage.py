@@ -35,7 +35,6 @@ import logging
 import multiprocessing as mp
 import os
 import shutil
-import sys
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -43,7 +42,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pandas as pd
-from tqdm import tqdm
+from avfmae.progress import progress as progress_bar
 
 from avfmae import pipeline
 from avfmae.config import Params, PreprocessConfig
@@ -355,9 +354,9 @@ def _run(
     cpu = 0.0
     media_s = 0.0
     if todo:
-        with open(work / "done.jsonl", "a") as done_fh, tqdm(
-            total=len(jobs), initial=len(records), unit="clip", desc=f"preprocess {name}",
-            disable=not progress, smoothing=0.05, mininterval=0.5, file=sys.stderr,
+        with open(work / "done.jsonl", "a") as done_fh, progress_bar(
+            len(jobs), f"preprocess {name}", initial=len(records), unit="clip",
+            disable=not progress, smoothing=0.05,
         ) as bar:
             n_rej = sum(not r["ok"] for r in records.values())
             n_err = 0

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm import tqdm
+from avfmae.progress import progress
 
 from avfmae.curves import log_record, open_curves
 from avfmae.errors import UserError
@@ -170,8 +170,8 @@ class Loop:
 
     def _train_epoch(self, epoch: int, step_fn: StepFn, preemption: Preemption) -> None:
         self.model.train()
-        bar = tqdm(total=len(self.loader), desc=f"{self.desc} epoch {epoch + 1}/{self.epochs}",
-                   disable=not is_main_process(), dynamic_ncols=True, mininterval=1.0)
+        bar = progress(len(self.loader), f"{self.desc} epoch {epoch + 1}/{self.epochs}",
+                       disable=not is_main_process())
         world = get_world_size()
         for batch in self.loader:
             started = time.perf_counter()

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm.auto import tqdm
+from avfmae.progress import progress as progress_bar
 
 from ...config import ConfigError, SyntheticConfig
 from ...io import atomic_write_text
@@ -283,7 +283,7 @@ def generate(cfg: SyntheticConfig, out_dir: Path, workers: int = 0, progress: bo
     size = max(1, min(_MAX_BATCH, -(-len(todo) // (3 * n_workers))))
     jobs = [(cfg, todo[i : i + size], [str(partial / s.relpath) for s in todo[i : i + size]])
             for i in range(0, len(todo), size)]
-    bar = tqdm(total=len(todo), desc="synthetic", unit="clip", disable=not progress)
+    bar = progress_bar(len(todo), "synthetic", unit="clip", disable=not progress)
     try:
         if n_workers == 1:
             for job in jobs:
