@@ -23,7 +23,6 @@ import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-
 from typing import Iterable, Iterator
 
 import cv2
