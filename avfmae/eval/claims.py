@@ -243,8 +243,6 @@ def write_claims(runs: list[Run], baseline: str = "") -> Path:
     lines += [f"- `{s['experiment']}`: {s['state']}" + (f" ({s['detail']})" if s["detail"]
                                                          else "") for s in skipped] or ["none"]
     report, metrics = Path(CLAIMS_OUTPUTS["report"]), Path(CLAIMS_OUTPUTS["metrics"])
-    report.parent.mkdir(parents=True, exist_ok=True)
-    metrics.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(metrics, json.dumps(_json(results, runs, skipped, baseline), indent=2,
                                           allow_nan=False) + "\n")
     atomic_write_text(report, "\n".join(lines) + "\n")

@@ -173,8 +173,6 @@ def _write(params: Params, dataset: str, encoder: Path, folds: list[int],
             gain = "–" if pre is None else f"{np.mean(pre) - np.mean(rnd):+.3f}"
             lines.append(f"| {name} | {modality} | {_cell(pre)} | {_cell(rnd)} | {gain} |")
     report, metrics = Path(PROBE_OUTPUTS["report"]), Path(PROBE_OUTPUTS["metrics"])
-    report.parent.mkdir(parents=True, exist_ok=True)
-    metrics.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(metrics, json.dumps({"dataset": dataset, "encoder": str(encoder),
                                            "folds": folds, "penalty": PENALTY,
                                            "machine": machine, "uar": results}, indent=2) + "\n")

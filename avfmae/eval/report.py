@@ -327,8 +327,6 @@ def report(params: Params) -> Path:
                 sections.append(f"| {ds} | {metric} | {ms['mean']:.4f} ± {ms['std']:.4f} |")
     summary["machine"] = describe_machine(params.finetune.amp)
     sections[5:5] = [_machine_line(summary["machine"]), ""]  # after the header paragraph
-    REPORT.parent.mkdir(parents=True, exist_ok=True)
-    SUMMARY.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(SUMMARY, json.dumps(summary, indent=2) + "\n")
     atomic_write_text(REPORT, "\n".join(sections) + "\n")
     log.info("report written to %s", REPORT)
