@@ -493,8 +493,8 @@ def _chroma_matrix(m: np.ndarray) -> np.ndarray:
 
 def _warp(img: np.ndarray, m: np.ndarray, size: int, border: int, fill: int) -> np.ndarray:
     """``cv2.warpAffine`` of one plane to ``(size, size)``. A region shrunk below half size is
-    first area-averaged by a whole factor ``k`` (OpenCV's fast path; a fractional factor costs
-    ~8× more), so the warp itself never shrinks below half size: no aliasing."""
+    first area-averaged by a whole factor ``k`` (OpenCV's fast path, docs/speed.md
+    "Preprocessing"), so the warp itself never shrinks below half size: no aliasing."""
     scale = math.hypot(m[0, 0], m[0, 1])
     if scale >= 0.5:
         return cv2.warpAffine(img, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=border,
