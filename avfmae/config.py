@@ -210,6 +210,12 @@ class StageConfig:
     reprob: float = knob(0.0, lo=0.0, hi=1.0,
                          help="random erasing probability per frame (published recipe: 0.25)")
     freeze_encoders: bool = knob(False, help="train only fusion and head")
+    modality_dropout: float = knob(
+        0.0, lo=0.0, hi=1.0,
+        help="share of an audio-visual model's training clips that lose one modality (audio or "
+             "video, even odds; its input set to the normalised mean), so neither stream can "
+             "carry the loss alone; 0 = off (the published recipe)",
+    )
 
 
 #: file endings ``finetune.init`` accepts as a checkpoint path

@@ -4,6 +4,7 @@ separability, and the probe of a real (micro) pretraining on held-out speakers."
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -57,8 +58,11 @@ def test_probe_of_an_audio_only_pretraining(micro_work: Path):
     for target in uars.values():
         assert target["video"]["pretrained"] is None  # nothing pretrained for video
         for values in (target["video"]["random"], target["audio"]["random"],
-                       target["audio"]["pretrained"]):
+                       target["audio"]["pretrained"], target["video"]["input"],
+                       target["audio"]["input"]):
             assert len(values) == 1 and 0.0 <= values[0] <= 1.0
     text = report.read_text()
-    assert "| face_pattern | video | not pretrained |" in text
+    # the fbank itself tells the voice patterns apart: the input column reads real inputs
+    assert uars["voice_pattern"]["audio"]["input"] == [1.0]
+    assert re.search(r"\| face_pattern \| video \| [0-9.]+ ± [0-9.]+ \| not pretrained \|", text)
     assert "| voice_pattern | audio |" in text and "Made on:" in text

@@ -8,6 +8,8 @@ standardised on them, classes balanced, a fixed L2 penalty: nothing is searched,
 split selects nothing) and its UAR on the fold's test clips, whose speakers it never saw.
 Targets: the dataset's labels and, for the embedded ``synthetic`` set, its two factors (the
 face pattern, which video alone can tell, and the voice pattern, which audio alone can tell).
+A third column probes the encoders' input itself, area-averaged to a small grid: what a linear
+model finds without any encoder, the bar an encoder's features should clear.
 
 Writes ``metrics/probe.json`` and ``reports/probe.md`` (paths in
 :data:`avfmae.pipeline.PROBE_OUTPUTS`).
@@ -44,6 +46,8 @@ log = logging.getLogger(__name__)
 MODALITIES = ("video", "audio")
 #: L2 penalty on the standardised features' weights (fixed: choosing it would need a split)
 PENALTY = 1e-2
+#: side of the grid the input is area-averaged to for the no-encoder column
+INPUT_GRID = 40
 
 
 def probe_targets(task: Task, labels: np.ndarray) -> dict[str, tuple[np.ndarray, int]]:
@@ -112,6 +116,21 @@ def _features(params: Params, rows: pd.DataFrame, task: Task, modality: str,
     return np.concatenate(out)
 
 
+@torch.no_grad()
+def _input_features(params: Params, rows: pd.DataFrame, task: Task, modality: str) -> np.ndarray:
+    """``(N, INPUT_GRID²)`` the modality's model input, averaged over windows and every axis but
+    the last two (video: channels and frames; audio: its one channel), then area-averaged to an
+    ``INPUT_GRID`` square (video frames H × W, fbank time × mel)."""
+    loader = torch.utils.data.DataLoader(eval_dataset(params, rows, task),
+                                         batch_size=params.eval.batch_size)
+    out = []
+    for batch in loader:
+        x = batch[modality]
+        plane = x.flatten(1, -3).mean(1, keepdim=True)  # (B, 1, H, W)
+        out.append(F.adaptive_avg_pool2d(plane, INPUT_GRID).flatten(1).double().numpy())
+    return np.concatenate(out)
+
+
 def probe(params: Params, dataset: str | None = None, encoder: str | None = None) -> Path:
     """Probe the pretrained encoder (default: the pretrain stage's) and a random one on every
     fold of ``dataset`` (default: the first of ``data.datasets``); returns the report path."""
@@ -132,9 +151,11 @@ def probe(params: Params, dataset: str | None = None, encoder: str | None = None
     targets = probe_targets(task, clips["label"].to_numpy())
     results: dict[str, dict[str, dict[str, list[float] | None]]] = {}
     for modality in MODALITIES:
-        for init, path in (("pretrained", encoder_path), ("random", None)):
+        for init in ("input", "pretrained", "random"):
             log.info("probe: %s features of %d %s clips (%s)", modality, len(clips), dataset, init)
-            feats = _features(params, clips, task, modality, path)
+            feats = (_input_features(params, clips, task, modality) if init == "input" else
+                     _features(params, clips, task, modality,
+                               encoder_path if init == "pretrained" else None))
             for name, (y, n_classes) in targets.items():
                 cell = results.setdefault(name, {}).setdefault(modality, {})
                 cell[init] = None if feats is None else [
@@ -163,18 +184,23 @@ def _write(params: Params, dataset: str, encoder: Path, folds: list[int],
              f"`avfmae probe` on `{dataset}`, folds {folds}: a logistic regression on each "
              "modality's frozen features, fitted on a fold's training speakers, test UAR on its "
              f"held-out speakers (mean ± std over folds). Pretrained: `{encoder}`; random: the "
-             f"same architecture at `finetune.seed` {params.finetune.seed}. Made on: "
+             f"same architecture at `finetune.seed` {params.finetune.seed}; input: no encoder, "
+             f"the model's input area-averaged to {INPUT_GRID}×{INPUT_GRID} (video: the mean "
+             "frame; audio: the fbank). Made on: "
              f"{machine['cpu']}, torch {machine['torch']}, fp32.", "",
-             "| target | features | pretrained | random init | pretrained − random |",
-             "|---|---|---|---|---|"]
+             "| target | features | input (no encoder) | pretrained | random init "
+             "| pretrained − random |",
+             "|---|---|---|---|---|---|"]
     for name, by_modality in results.items():
         for modality, cell in by_modality.items():
             pre, rnd = cell["pretrained"], cell["random"]
             gain = "–" if pre is None else f"{np.mean(pre) - np.mean(rnd):+.3f}"
-            lines.append(f"| {name} | {modality} | {_cell(pre)} | {_cell(rnd)} | {gain} |")
+            lines.append(f"| {name} | {modality} | {_cell(cell['input'])} | {_cell(pre)} "
+                         f"| {_cell(rnd)} | {gain} |")
     report, metrics = Path(PROBE_OUTPUTS["report"]), Path(PROBE_OUTPUTS["metrics"])
     atomic_write_text(metrics, json.dumps({"dataset": dataset, "encoder": str(encoder),
                                            "folds": folds, "penalty": PENALTY,
+                                           "input_grid": INPUT_GRID,
                                            "machine": machine, "uar": results}, indent=2) + "\n")
     atomic_write_text(report, "\n".join(lines) + "\n")
     return report

@@ -55,11 +55,12 @@ from avfmae.train.loop import Loop, finish_run, prepare_run_dir
 from avfmae.train.losses import regression_loss, soft_target_cross_entropy
 from avfmae.train.mixup import MixupCutmix, joint_levels, level_marginals
 from avfmae.train.optim import WarmupCosineSchedule, build_optimizer, scaled_lr
-from avfmae.train.seeding import derive_seed, seed_everything
+from avfmae.train.seeding import derive_seed, make_generator, seed_everything
 
 log = logging.getLogger(__name__)
 
-MIX_STREAM = 2  # key separating mixup randomness from other per-step randomness
+MIX_STREAM = 2  # keys separating mixup and modality-dropout randomness from other randomness
+DROP_STREAM = 3
 
 
 def previous_stage(params: Params, stage: str) -> str | None:
@@ -246,6 +247,8 @@ class Objective:
                 video[sel], audio[sel], soft[name] = self._mix(
                     task, video[sel], audio[sel], self._classes(task, batch, sel),
                     batch["index"][sel], epoch)
+        if self.cfg.modality_dropout > 0 and self.params.finetune.modality == "av":
+            video, audio = self._drop_modality(video, audio, batch["index"], epoch)
         logits = model(video.to(device), audio.to(device), head=None)
         total = torch.zeros((), device=device)
         for name, task in self.tasks.items():
@@ -262,6 +265,20 @@ class Objective:
                 loss = soft_target_cross_entropy(out[sel], soft[name].to(device))
             total = total + loss * (int(rows[name].sum()) / len(names))
         return total
+
+    def _drop_modality(self, video: torch.Tensor, audio: torch.Tensor, index: torch.Tensor,
+                       epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Zero (the normalised mean of) the audio of a ``modality_dropout / 2`` share of the
+        clips and the video of another such share: a model that learned only the easier stream
+        cannot fit those clips (measured: docs/results.md, 2026-12-06)."""
+        gen = make_generator(self.params.finetune.seed, DROP_STREAM, epoch, int(index[0]),
+                             self.rank)
+        u = torch.rand(len(index), generator=gen)
+        p = self.cfg.modality_dropout
+        no_audio, no_video = u < p / 2, (u >= p / 2) & (u < p)
+        audio[no_audio] = 0.0
+        video[no_video] = 0.0
+        return video, audio
 
     def _classes(self, task: Task, batch: dict[str, Any], sel: torch.Tensor) -> torch.Tensor:
         """``(B_sel,)`` the class to mix of each selected row: its label, or for a levelled
