@@ -59,7 +59,8 @@ from avfmae.train.seeding import derive_seed, make_generator, seed_everything
 
 log = logging.getLogger(__name__)
 
-MIX_STREAM = 2  # keys separating mixup and modality-dropout randomness from other randomness
+# keys separating the per-step randomness of mixup and of modality dropout from all other
+MIX_STREAM = 2
 DROP_STREAM = 3
 
 
@@ -268,8 +269,8 @@ class Objective:
 
     def _drop_modality(self, video: torch.Tensor, audio: torch.Tensor, index: torch.Tensor,
                        epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Zero (the normalised mean of) the audio of a ``modality_dropout / 2`` share of the
-        clips and the video of another such share: a model that learned only the easier stream
+        """Set the audio of a ``modality_dropout / 2`` share of the clips to 0 (the normalised
+        mean) and the video of another such share: a model that learned only the easier stream
         cannot fit those clips (measured: docs/results.md, 2026-12-06)."""
         gen = make_generator(self.params.finetune.seed, DROP_STREAM, epoch, int(index[0]),
                              self.rank)
