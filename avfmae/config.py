@@ -528,6 +528,9 @@ def _check_across_keys(params: Params) -> None:
         raise ConfigError(f"finetune.modality: {fine} cannot start from a pretrain.modality "
                           f"{pre} encoder (it has no {fine} encoder); use finetune.init: random")
     for name in ("s1", "s2", "s3"):
+        if getattr(params.finetune, name).modality_dropout > 0 and fine != "av":
+            raise ConfigError(f"finetune.{name}.modality_dropout: a {fine}-only model has no "
+                              "other modality to drop; set it to 0 or finetune.modality: av")
         spec = getattr(params.finetune, name).rand_augment
         if not spec:
             continue

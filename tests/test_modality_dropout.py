@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from avfmae.config import load_params
+from avfmae.errors import ConfigError
 from avfmae.tasks import Task
 from avfmae.train.finetune import Objective
 
@@ -40,10 +41,15 @@ def test_a_share_p_of_clips_loses_one_modality_with_even_odds(write_params, p: f
         assert dropped.float().mean().item() == pytest.approx(p / 2, abs=0.06)
 
 
-def test_off_by_default_and_for_one_modality_models(write_params):
-    for changes in ({}, {"finetune.s1.modality_dropout": 0.5, "finetune.modality": "video"}):
-        no_video, no_audio = _inputs(load_params(write_params(changes)))
-        assert not no_video.any() and not no_audio.any()
+def test_off_by_default(write_params):
+    no_video, no_audio = _inputs(load_params(write_params()))
+    assert not no_video.any() and not no_audio.any()
+
+
+def test_a_one_modality_model_refuses_it(write_params):
+    path = write_params({"finetune.s3.modality_dropout": 0.5, "finetune.modality": "video"})
+    with pytest.raises(ConfigError, match=r"finetune.s3.modality_dropout: a video-only model"):
+        load_params(path)
 
 
 def test_the_dropped_clips_follow_the_seed_and_change_with_the_epoch(write_params):

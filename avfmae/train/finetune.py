@@ -248,7 +248,7 @@ class Objective:
                 video[sel], audio[sel], soft[name] = self._mix(
                     task, video[sel], audio[sel], self._classes(task, batch, sel),
                     batch["index"][sel], epoch)
-        if self.cfg.modality_dropout > 0 and self.params.finetune.modality == "av":
+        if self.cfg.modality_dropout > 0:  # the params check allows it for "av" only
             video, audio = self._drop_modality(video, audio, batch["index"], epoch)
         logits = model(video.to(device), audio.to(device), head=None)
         total = torch.zeros((), device=device)
