@@ -240,6 +240,11 @@ class FinetuneConfig:
         help="multiplies fresh heads' trunc-normal(0.02) weights (published: 0.001, which "
              "their AV head ignored)",
     )
+    head_standardize: bool = knob(
+        True, help="standardise each head-input feature over the batch (BatchNorm without "
+                   "affine; running statistics at evaluation) before the heads; the published "
+                   "heads read the LayerNorm'd features directly (false)",
+    )
     amp: Literal["auto", "off", "bf16", "fp16"] = knob("auto")
     num_workers: int = knob(2, lo=0, hi=64)
     seed: int = knob(0, lo=0)

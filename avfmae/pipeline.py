@@ -99,6 +99,7 @@ def _finetune_stage(name: str) -> Stage:
         run=f"runs/finetune/{{ds}}/fold{{fold}}/{name}",
         params=("model", "data.datasets", "finetune.init", "finetune.modality",
                 "finetune.mix_audio", "finetune.regression_loss", "finetune.head_init_scale",
+                "finetune.head_standardize",
                 "finetune.amp", "finetune.seed", f"finetune.{name}",
                 # which stage comes before this one (its start) and which stages run
                 "finetune.stages",
@@ -173,7 +174,7 @@ STAGES: tuple[Stage, ...] = (
         # the last of finetune.stages is evaluated; the classifier is built (head init
         # included) before its weights are loaded
         params=("model", "eval", "finetune.modality", "finetune.stages",
-                "finetune.head_init_scale"),
+                "finetune.head_init_scale", "finetune.head_standardize"),
         threads=2, mem_mb=8000, runtime_min=60, gpu=1,
     ),
     Stage(

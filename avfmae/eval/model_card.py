@@ -51,7 +51,8 @@ class ModelCard:
     levels or dimensions), ``regression`` (continuous outputs; a levelled DEA dataset
     classifies), ``dimensions`` (a levelled dataset's dimensions, each classified into the
     levels ``names``; empty otherwise — and absent from cards written before levelled tasks had
-    dimensions). ``model``: ``scale``, ``overrides``, ``modality``, ``reference_compatible``.
+    dimensions). ``model``: ``scale``, ``overrides``, ``modality``, ``reference_compatible``,
+    ``head_standardize`` (absent from cards written before it existed: false).
     ``geometry``: the evaluation windows (see :data:`GEOMETRY`). ``preprocess``: ``settings``
     (the fields of :class:`avfmae.preprocess.Settings`), ``fingerprint`` and ``description`` of
     the training data's clip store. ``origin``: stage and fold of the checkpoint.
@@ -108,7 +109,8 @@ def model_card(params: Params, task: Any, *, stage: str, fold: int) -> ModelCard
               "regression": task.regression, "dimensions": list(task.dimensions)},
         model={"scale": params.model.scale, "overrides": dict(params.model.overrides),
                "modality": params.finetune.modality,
-               "reference_compatible": params.model.reference_compatible},
+               "reference_compatible": params.model.reference_compatible,
+               "head_standardize": params.finetune.head_standardize},
         geometry={k: getattr(windows, k) for k in GEOMETRY},
         normalisation=normalisation(),
         preprocess={"settings": dataclasses.asdict(settings), "fingerprint": fp,

@@ -194,7 +194,9 @@ def load_model(path: Path, card: ModelCard, device: torch.device) -> torch.nn.Mo
     try:
         model = create_model(m["scale"], num_classes={card.head: card.outputs},
                              modality=m["modality"],
-                             reference_compatible=m["reference_compatible"], **m["overrides"])
+                             reference_compatible=m["reference_compatible"],
+                             head_standardize=m.get("head_standardize", False),
+                             **m["overrides"])
     except (ValueError, TypeError) as err:
         raise UserError(f"{path}: its model card describes a model this avfmae cannot build: "
                         f"{err}") from None

@@ -25,4 +25,5 @@ def build_classifier(params: Params, heads: dict[str, int],
     return create_model(params.model.scale, num_classes=heads,
                         modality=params.finetune.modality,
                         head_init_scale=params.finetune.head_init_scale,
+                        head_standardize=params.finetune.head_standardize,
                         reference_compatible=params.model.reference_compatible, **kwargs)

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from timm.layers import trunc_normal_
 from torch import Tensor, nn
 
@@ -16,7 +17,7 @@ from avfmae.models.fusion import IAVCLM
 from avfmae.models.refinement import ERNorm
 from avfmae.scales import ModelScale
 
-__all__ = ["AVFClassifier", "Modality"]
+__all__ = ["AVFClassifier", "HeadStandardizer", "Modality"]
 
 Modality = Literal["av", "video", "audio"]
 
@@ -55,6 +56,9 @@ class AVFClassifier(nn.Module):
     encoders (stage s2) is ``model.video_encoder.requires_grad_(False)`` and likewise for audio.
     ``head_init_scale`` multiplies the fresh heads' trunc-normal(0.02) weights (the published AV
     head ignored ``--init_scale``, docs/model.md F6).
+
+    ``head_standardize=True`` puts a :class:`HeadStandardizer` (``head_standardizer``) between
+    ``fc_norm`` and the heads; the published model has none (``False``, an identity).
     """
 
     def __init__(
@@ -67,6 +71,7 @@ class AVFClassifier(nn.Module):
         er_norm: ERNorm | None = None,
         drop_path_rate: float | None = None,
         head_init_scale: float = 1e-3,
+        head_standardize: bool = False,
     ) -> None:
         super().__init__()
         if modality not in ("av", "video", "audio"):
@@ -102,6 +107,8 @@ class AVFClassifier(nn.Module):
             )
         self.num_features = 2 * C if modality == "av" else C
         self.fc_norm = nn.LayerNorm(self.num_features, eps=1e-6)
+        self.head_standardizer = (HeadStandardizer(self.num_features) if head_standardize
+                                  else nn.Identity())
         self._init_weights()
         self.reset_classifier(num_classes, head_init_scale)
 
@@ -166,6 +173,7 @@ class AVFClassifier(nn.Module):
         return self.fc_norm(pooled)
 
     def forward_head(self, features: Tensor, head: str | None = None) -> Tensor | dict[str, Tensor]:
+        features = self.head_standardizer(features)
         if hasattr(self, "head"):
             if head is not None:
                 raise ValueError("this model has a single head; call without head=")
@@ -225,3 +233,24 @@ def layer_id(name: str, encoder_depth: int, num_layers: int) -> int:
     if m := _FUSION_UNIT.match(name):
         return encoder_depth + int(m.group(1)) + 1
     return num_layers + 1
+
+
+class HeadStandardizer(nn.BatchNorm1d):
+    """Standardise each head-input feature over the batch, no affine: (B, F) → (B, F).
+
+    LayerNorm normalises a clip's feature vector as a whole; when every clip's vector is mostly
+    one shared offset (after a short pretraining the clip-to-clip spread was ~4 % of it), the
+    head must read tiny differences. Centring and scaling each feature across clips, as MAE's
+    linear probe does, gives the head those differences at unit scale (docs/results.md,
+    2026-12-06). Running statistics at evaluation, and in training for a batch of one.
+    """
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__(num_features, affine=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training and x.shape[0] == 1:
+            return F.batch_norm(x, self.running_mean, self.running_var, training=False,
+                                eps=self.eps)
+        return super().forward(x)
+
