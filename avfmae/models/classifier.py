@@ -253,4 +253,3 @@ class HeadStandardizer(nn.BatchNorm1d):
             return F.batch_norm(x, self.running_mean, self.running_var, training=False,
                                 eps=self.eps)
         return super().forward(x)
-
