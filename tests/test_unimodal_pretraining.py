@@ -82,7 +82,7 @@ def test_one_modality_pretrains_resumes_exactly_and_loads_into_finetuning(
     assert set(report.missing) == set(own) - set(report.loaded)
     assert {k.split(".")[0] for k in report.missing} == {
         f"{other}_encoder", "fusion", "video_layer_weights", "audio_layer_weights", "fc_norm",
-        "heads"}
+        "head_standardizer", "heads"}
     caplog.set_level(logging.INFO, logger="avfmae.train.finetune")
     initialise(model, params, "synthetic", 1, "s1")
     line = next(r.getMessage() for r in caplog.records if "starts from" in r.getMessage())
@@ -95,7 +95,7 @@ def test_one_modality_pretrains_resumes_exactly_and_loads_into_finetuning(
     report = load_pretrained_encoder(model, reference)
     assert report.loaded == sorted(reference) and not report.unused
     assert {k.split(".")[0] for k in report.missing} == {
-        f"{modality}_layer_weights", "fc_norm", "heads"}
+        f"{modality}_layer_weights", "fc_norm", "head_standardizer", "heads"}
 
     # the other modality alone has nothing to start from: one clear line, before any compute
     edit_params(Path("params.yaml"), {"finetune.modality": other})
