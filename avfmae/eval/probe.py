@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +90,14 @@ def fit_probe(x_train: np.ndarray, y_train: np.ndarray, n_classes: int,
     return logits.argmax(1).numpy()
 
 
+def _windows(params: Params, rows: pd.DataFrame, task: Task,
+             modality: str) -> Iterator[torch.Tensor]:
+    """``(B, W, …)`` batches of one modality's evaluation windows of ``rows``, in row order."""
+    loader = torch.utils.data.DataLoader(eval_dataset(params, rows, task),
+                                         batch_size=params.eval.batch_size)
+    return (batch[modality] for batch in loader)
+
+
 @torch.no_grad()
 def _features(params: Params, rows: pd.DataFrame, task: Task, modality: str,
               encoder: Path | None) -> np.ndarray | None:
@@ -105,11 +114,9 @@ def _features(params: Params, rows: pd.DataFrame, task: Task, modality: str,
             return None
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
-    loader = torch.utils.data.DataLoader(eval_dataset(params, rows, task),
-                                         batch_size=params.eval.batch_size)
     out = []
-    for batch in loader:
-        x = batch[modality].to(device)
+    for x in _windows(params, rows, task, modality):
+        x = x.to(device)
         b, n_windows = x.shape[:2]
         feats = model.forward_features(**{modality: x.flatten(0, 1)})
         out.append(feats.view(b, n_windows, -1).mean(1).double().cpu().numpy())
@@ -121,11 +128,8 @@ def _input_features(params: Params, rows: pd.DataFrame, task: Task, modality: st
     """``(N, INPUT_GRID²)`` the modality's model input, averaged over windows and every axis but
     the last two (video: channels and frames; audio: its one channel), then area-averaged to an
     ``INPUT_GRID`` square (video frames H × W, fbank time × mel)."""
-    loader = torch.utils.data.DataLoader(eval_dataset(params, rows, task),
-                                         batch_size=params.eval.batch_size)
     out = []
-    for batch in loader:
-        x = batch[modality]
+    for x in _windows(params, rows, task, modality):
         plane = x.flatten(1, -3).mean(1, keepdim=True)  # (B, 1, H, W)
         out.append(F.adaptive_avg_pool2d(plane, INPUT_GRID).flatten(1).double().numpy())
     return np.concatenate(out)
