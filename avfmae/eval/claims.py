@@ -6,7 +6,8 @@ one-sided Wilcoxon signed-rank test of the paired differences. Below :data:`MIN_
 no test is reported: with n pairs the smallest one-sided p it can give is 2⁻ⁿ, so with fewer
 than five even a win in every pair could not reach 0.05. Runs that failed, are still queued or
 never ran are listed, never silently dropped. The configurations that differ from the main job
-only in what is pretrained and fine-tuned also fill a pretraining × fine-tuning modality table.
+only in what is pretrained and fine-tuned also fill a pretraining × fine-tuning modality table,
+and every configuration's runs give the validation score each fine-tuning stage ended on.
 
 Writes ``reports/claims.md``, ``metrics/claims.json`` and ``plots/claims/<dataset>.png``
 (paths in :data:`avfmae.pipeline.CLAIMS_OUTPUTS`).
@@ -70,6 +71,10 @@ def _mean_std(values: Iterable[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for one value)."""
     v = np.array(list(values), dtype=float)
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+
+def _cell(values: Iterable[float]) -> str:
+    return "{:.3f} ± {:.3f}".format(*_mean_std(values))
 
 
 def _side(config: str, scores: dict[tuple[int, int], float]) -> Side:
@@ -179,7 +184,7 @@ def _modality_table(runs: list[Run], dataset: str) -> list[str]:
     lines = ["| pretrained ↓ / fine-tuned → | " + " | ".join(FINETUNED) + " |",
              "|---" * (len(FINETUNED) + 1) + "|"]
     for pre in PRETRAINED:
-        row = ["{:.3f} ± {:.3f}".format(*_mean_std(v)) + f" ({len(v)})"
+        row = [_cell(v) + f" ({len(v)})"
                if (v := cells.get((pre, fine))) else "–" for fine in FINETUNED]
         if any(c != "–" for c in row):
             label = "nothing (random init)" if pre == "none" else pre
@@ -187,6 +192,36 @@ def _modality_table(runs: list[Run], dataset: str) -> list[str]:
     return ["### Pretraining × fine-tuning modality", "",
             "Mean ± std over seeds × folds (number of runs); `none` is random initialisation.",
             "", *lines, ""]
+
+
+#: fine-tuning stages in the order they run
+STAGE_ORDER = ("s1", "s2", "s3")
+
+
+def _stage_table(runs: list[Run], dataset: str) -> list[str]:
+    """Per configuration, each fine-tuning stage's selected validation score (mean over folds,
+    then mean ± std over seeds) and how often the last stage ends above the first."""
+    lines = []
+    for config in [a.name for a in ABLATIONS]:
+        by_seed = [r.val_by_stage[dataset] for r in runs
+                   if r.usable and r.config == config and dataset in r.val_by_stage]
+        stages = [s for s in STAGE_ORDER if by_seed and all(s in v for v in by_seed)]
+        if not stages:
+            continue
+        cells = [_cell(v[s] for v in by_seed) for s in stages]
+        gains = [v[stages[-1]] - v[stages[0]] for v in by_seed]
+        gain = (f"{np.mean(gains):+.3f}, higher in {sum(g > 0 for g in gains)} of {len(gains)}"
+                if len(stages) > 1 else "–")
+        lines.append(f"| {config} | {len(by_seed)} | " + " → ".join(
+            f"{s} {c}" for s, c in zip(stages, cells)) + f" | {gain} |")
+    if not lines:
+        return []
+    return ["### Validation by fine-tuning stage", "",
+            "Each stage's selected validation score, mean over folds, then mean ± std over "
+            "seeds; these are the scores epochs were selected on, so each is an optimistic "
+            "estimate, and the gain compares the last stage with the first per seed.", "",
+            "| configuration | seeds | validation by stage | last − first stage |",
+            "|---|---|---|---|", *lines, ""]
 
 
 def _runs_table(runs: list[Run], dataset: str) -> list[str]:
@@ -235,7 +270,8 @@ def write_claims(runs: list[Run], baseline: str = "") -> Path:
         metric = next((r.metric for r in results if r.dataset == ds), "")
         figure = _plot(runs, ds, metric)
         lines += [f"## {ds} (test {metric})", "", *_claims_table(
-            [r for r in results if r.dataset == ds]), "", *_modality_table(runs, ds), "### Runs",
+            [r for r in results if r.dataset == ds]), "", *_modality_table(runs, ds),
+            *_stage_table(runs, ds), "### Runs",
             "", *_runs_table(runs, ds), ""]
         if figure is not None:
             lines += [f"![{ds}](../{figure.as_posix()})", ""]
@@ -263,6 +299,7 @@ def _json(results: list[ClaimResult], runs: list[Run], skipped: list[dict[str, s
                                for ds in sorted({d for r in runs if r.usable
                                                  for d, _ in r.scores})},
             "runs": [{"experiment": r.experiment, "config": r.config, "seed": r.seed,
-                      "scores": {f"{ds}/fold{f}": s for (ds, f), s in sorted(r.scores.items())}}
+                      "scores": {f"{ds}/fold{f}": s for (ds, f), s in sorted(r.scores.items())},
+                      "val_by_stage": r.val_by_stage}
                      for r in runs if r.usable],
             "without_figures": skipped}

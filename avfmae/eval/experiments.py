@@ -10,7 +10,8 @@ queued and put back at once; the experiment then carries its own graph.
 
 Reading uses ``dvc exp show --json``: each experiment's params, its state (success, failed,
 queued, running) and its ``metrics/summary.json``, whose ``test_by_fold`` holds the per-fold
-test score and ``machine`` the machine the run was made on (written by the report stage).
+test score, ``val_by_stage`` each fine-tuning stage's selected validation score and ``machine``
+the machine the run was made on (written by the report stage).
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ class Run:
     machine: dict[str, Any] = field(default_factory=dict)
     #: (pretrained modality or "none" for random init, fine-tuned modality) from its params
     modalities: tuple[str, str] | None = None
+    #: dataset → fine-tuning stage → its selected validation score, mean over folds
+    val_by_stage: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def usable(self) -> bool:
@@ -170,7 +173,9 @@ def _run(name: str, config: str, seed: int, state: str, rev: dict[str, Any]) -> 
         return Run(name, config, seed, "no per-fold results",
                    f"{SUMMARY} has no test_by_fold (made before it was added?)")
     return Run(name, config, seed, "success", scores=scores, metric=metric,
-               machine=summary.get("machine", {}), modalities=_modalities(data.get("params", {})))
+               machine=summary.get("machine", {}), modalities=_modalities(data.get("params", {})),
+               val_by_stage={ds: r["val_by_stage"] for ds, r in summary.items()
+                             if isinstance(r, dict) and r.get("val_by_stage")})
 
 
 def _param(params: dict[str, Any], dotted: str) -> Any:
