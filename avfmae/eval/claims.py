@@ -194,10 +194,6 @@ def _modality_table(runs: list[Run], dataset: str) -> list[str]:
             "", *lines, ""]
 
 
-#: fine-tuning stages in the order they run
-STAGE_ORDER = ("s1", "s2", "s3")
-
-
 def _stage_table(runs: list[Run], dataset: str) -> list[str]:
     """Per configuration, each fine-tuning stage's selected validation score (mean over folds,
     then mean ± std over seeds) and how often the last stage ends above the first."""
@@ -205,7 +201,8 @@ def _stage_table(runs: list[Run], dataset: str) -> list[str]:
     for config in [a.name for a in ABLATIONS]:
         by_seed = [r.val_by_stage[dataset] for r in runs
                    if r.usable and r.config == config and dataset in r.val_by_stage]
-        stages = [s for s in STAGE_ORDER if by_seed and all(s in v for v in by_seed)]
+        # the stages every seed ran; config keeps finetune.stages in name order, the run order
+        stages = sorted(set.intersection(*(set(v) for v in by_seed))) if by_seed else []
         if not stages:
             continue
         cells = [_cell(v[s] for v in by_seed) for s in stages]

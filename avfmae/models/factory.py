@@ -36,8 +36,9 @@ def create_model(
     ``overrides`` may name scale fields (``embed_dim``, ``video_depth``, ``depth`` for both
     encoders, ``skip_layers``, … — see :class:`ModelScale`) and model options:
     classifier — ``modality``, ``reference_compatible``, ``er_norm``, ``drop_path_rate``,
-    ``head_init_scale``, ``head_standardize``; pretraining — ``modality``, ``reference_compatible``, ``partition``,
-    ``er_norm``, ``drop_path_rate``, ``contrastive_temperature``. Examples::
+    ``head_init_scale``, ``head_standardize``; pretraining — ``modality``,
+    ``reference_compatible``, ``partition``, ``er_norm``, ``drop_path_rate``,
+    ``contrastive_temperature``. Examples::
 
         create_model("base", num_classes=11)
         create_model("tiny", pretrain=True, partition="rank")
