@@ -210,6 +210,10 @@ class StageConfig:
     reprob: float = knob(0.0, lo=0.0, hi=1.0,
                          help="random erasing probability per frame (published recipe: 0.25)")
     freeze_encoders: bool = knob(False, help="train only fusion and head")
+    fresh_head: bool = knob(
+        False, help="start with new heads instead of the previous stage's head for each "
+                    "dataset (the first stage always starts with new heads)",
+    )
     modality_dropout: float = knob(
         0.0, lo=0.0, hi=1.0,
         help="share of an audio-visual model's training clips that lose one modality (audio or "

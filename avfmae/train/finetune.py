@@ -4,8 +4,8 @@
   labeled dataset of the target's task family, pooled, one head per dataset; starts from the
   pretrained encoder. It never sees a clip of the target fold's test or validation split
   (asserted).
-- **s2** targeted adaptation: the target's training part, encoders frozen, fusion and a fresh
-  head trained.
+- **s2** targeted adaptation: the target's training part, encoders frozen, fusion and the
+  target's s1 head trained (a new head with ``fresh_head``).
 - **s3** targeted full fine-tuning: everything trainable, layer-wise LR decay.
 
 Each stage starts from the previous enabled stage's selected weights (the first from the
@@ -78,9 +78,9 @@ def initialise(model: AVFClassifier, params: Params, dataset: str, fold: int,
         path = model_dir(params, dataset, fold, prev) / "best.safetensors"
         if not path.is_file():
             raise UserError(f"{path} is missing: run stage {prev} first")
-        # s2 trains a fresh head on the frozen features; s3 continues s2's head
-        load_weights_into(model, path, heads=stage == "s3")
-        return f"{prev} weights ({path})"
+        fresh = getattr(params.finetune, stage).fresh_head
+        load_weights_into(model, path, heads=not fresh)
+        return f"{prev} weights ({path}){', new heads' if fresh else ''}"
     if params.finetune.init == "random":
         return "random initialisation"
     if params.finetune.init != "pretrained":
