@@ -1,4 +1,5 @@
-"""``finetune.init`` as a checkpoint path: sizes checked against the model, one-line errors."""
+"""Where a fine-tuning stage starts: ``finetune.init`` as a checkpoint path (sizes checked
+against the model, one-line errors) and the previous stage's weights and heads."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from avfmae.errors import UserError
 from avfmae.models import create_model
 from avfmae.models.convert import encoder_size_mismatch
 from avfmae.pipeline import enabled_stages, stage_inputs
-from avfmae.train.finetune import load_init_checkpoint
+from avfmae.train.checkpoint import export_weights
+from avfmae.train.finetune import initialise, load_init_checkpoint, model_dir
 
 
 def _published() -> dict[str, torch.Tensor]:
@@ -54,3 +56,24 @@ def test_init_path_is_the_dependency_and_drops_pretraining():
     assert "pretrain" in [s.name for s in enabled_stages(_with_init("pretrained"))]
     with pytest.raises(ConfigError, match=r"finetune.init: 'weights.txt' is neither"):
         _check_across_keys(_with_init("weights.txt"))
+
+
+def _with_s2(**changes: object) -> Params:
+    finetune = FinetuneConfig()
+    return dataclasses.replace(Params(), finetune=dataclasses.replace(
+        finetune, s2=dataclasses.replace(finetune.s2, **changes)))
+
+
+@pytest.mark.parametrize("fresh", [False, True])
+def test_s2_continues_the_targets_s1_head_unless_fresh(tmp_path, monkeypatch, fresh):
+    monkeypatch.chdir(tmp_path)
+    params = _with_s2(fresh_head=fresh)
+    s1 = create_model("tiny", num_classes={"synthetic": 6, "synthetic4": 4})
+    export_weights(s1, model_dir(params, "synthetic", 1, "s1") / "best.safetensors")
+    s2 = create_model("tiny", num_classes={"synthetic": 6})
+    before = s2.heads["synthetic"].weight.detach().clone()
+    origin = initialise(s2, params, "synthetic", 1, "s2")
+    assert origin.startswith("s1 weights") and origin.endswith(", new heads") == fresh
+    torch.testing.assert_close(s2.video_encoder.state_dict(), s1.video_encoder.state_dict())
+    expected = before if fresh else s1.heads["synthetic"].weight
+    torch.testing.assert_close(s2.heads["synthetic"].weight, expected)
