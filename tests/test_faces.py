@@ -10,9 +10,11 @@ import pytest
 
 from avfmae.preprocess import realfaces as rf
 from avfmae.preprocess.clip import ClipJob, process_clip
-from avfmae.preprocess.faces import crop_frames, template_points
+from avfmae.preprocess.faces import crop_frames, make_detector, template_points
+from avfmae.preprocess.faces import _box_shrink
+from avfmae.preprocess.faces import window_rgb
 from avfmae.preprocess.media import frame_times, frames_shown_at, i420_to_rgb, probe_video
-from avfmae.preprocess.mtcnn import Mtcnn, weight_files
+from avfmae.preprocess.mtcnn import N_COLS, Mtcnn, weight_files
 from avfmae.preprocess.settings import Settings
 
 S = Settings()  # the defaults: MTCNN, aligned
@@ -113,3 +115,43 @@ def test_plane_wise_crop_matches_the_rgb_warp(scale: float):
         off[0, 2] += 1
         assert np.abs(got - want).mean() < 2.5
         assert np.abs(_rgb_warp(rgb, off, F).astype(int) - want).mean() > 3.5
+
+
+@pytest.mark.parametrize("sc", [1.0, 0.7, 0.45, 0.24, 0.19])
+def test_search_image_is_the_shrunk_rgb_window(sc: float):
+    """The detector's search image, shrunk in the 4:2:0 planes before the colour conversion,
+    is the RGB frame's window area-shrunk to the same size: its mean difference is under half
+    of what a window one image pixel off gives, and its scale maps frame to image pixels."""
+    rgb = rf.render_frames("astronaut", "frontal", frame=(640, 480), n_frames=1)[0][0]
+    i420 = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)
+    rgb = cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)
+    win = (100, 60, 540, 430)  # the face and its margin
+    got, scale = window_rgb(i420, win, sc)
+    h, w = got.shape[:2]
+    _, (x0, y0, x1, y1), _ = _box_shrink(win, sc)  # trimmed to whole blocks of the pre-shrink
+    assert (x0, y0) == win[:2] and 0 <= 440 - (x1 - x0) < 2 / sc and 0 <= 370 - (y1 - y0) < 2 / sc
+    assert abs(scale - sc) < 0.02 and scale == w / (x1 - x0)
+
+    def shrunk(dx: int) -> np.ndarray:
+        return cv2.resize(rgb[y0:y1, x0 + dx : x1 + dx], (w, h),
+                          interpolation=cv2.INTER_AREA).astype(int)
+
+    want = shrunk(0)
+    err = np.abs(got.astype(int) - want).mean()
+    assert err < 0.5 * np.abs(shrunk(max(1, round(1 / scale))) - want).mean()
+    if sc == 1.0:
+        assert err == 0
+
+
+def test_a_whole_frame_search_skips_the_faces_it_knows():
+    """MTCNN's whole-frame search drops candidates overlapping a face already measured
+    (before O-Net), and still finds the other one."""
+    left = rf.render_frames("astronaut", "frontal", frame=(320, 360), n_frames=1)[0][0]
+    right = rf.render_frames("grace_hopper", "frontal", frame=(320, 360), n_frames=1)[0][0]
+    i420 = cv2.cvtColor(np.hstack([left, right]), cv2.COLOR_RGB2YUV_I420)
+    det = make_detector(S)
+    both = det.full(i420, np.zeros((0, N_COLS)))
+    assert len(both) == 2 and sorted(both[:, 0] > 320) == [False, True]
+    for known in both:
+        other = det.full(i420, known[None])
+        assert len(other) == 1 and (other[0, 0] > 320) != (known[0] > 320)

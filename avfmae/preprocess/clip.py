@@ -25,7 +25,6 @@ from .media import (
     MediaError,
     frame_times,
     frames_shown_at,
-    i420_to_rgb,
     probe_video,
     read_audio,
     write_wav,
@@ -127,9 +126,9 @@ def _process(
     cached = None
     if n * info.width * info.height * 3 // 2 <= CACHE_BYTES:
         cached = list(frames_shown_at(job.video, times, info))
-        key_frames = list(i420_to_rgb(cached[k] for k in keys))
+        key_frames = [cached[k] for k in keys]
     else:
-        key_frames = list(i420_to_rgb(frames_shown_at(job.video, times[keys], info)))
+        key_frames = list(frames_shown_at(job.video, times[keys], info))
     _lap(t, "decode_keys")
     track = track_face(key_frames, keys, n, make_detector(s))
     face_rate = track.face_rate if track is not None else 0.0

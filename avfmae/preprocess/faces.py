@@ -36,6 +36,7 @@ from .settings import EYE_CASCADE, FACE_CASCADE, Settings
 __all__ = [
     "HaarDetector", "CnnDetector", "make_detector", "Track", "TEMPLATE", "template_points",
     "keyframe_indices", "track_face", "crop_params", "crop_frames", "preload_detectors",
+    "window_rgb",
 ]
 
 #: canonical positions of left eye, right eye, nose tip, left and right mouth corner in a
@@ -84,25 +85,83 @@ def _rows(cxcys: np.ndarray) -> np.ndarray:
     return out
 
 
-def _window(box: np.ndarray, expand: float, w: int, h: int) -> tuple[int, int, int, int] | None:
+Window = tuple[int, int, int, int]
+
+
+def _window(box: np.ndarray, expand: float, w: int, h: int) -> Window | None:
+    """The box grown by ``expand`` × its side per edge, clipped to the frame, with even corners
+    (whole chroma samples of a 4:2:0 frame)."""
     cx, cy, side = box[:3]
     half = side / 2 + expand * side
-    x0, y0 = max(0, int(cx - half)), max(0, int(cy - half))
-    x1, y1 = min(w, int(math.ceil(cx + half))), min(h, int(math.ceil(cy + half)))
+    x0, y0 = max(0, int(cx - half)) & ~1, max(0, int(cy - half)) & ~1
+    x1 = min(w, int(math.ceil(cx + half)) + 1 & ~1)
+    y1 = min(h, int(math.ceil(cy + half)) + 1 & ~1)
     if x1 - x0 < 24 or y1 - y0 < 24:
         return None
     return x0, y0, x1, y1
 
 
-def _shrink(img: np.ndarray, sc: float) -> np.ndarray:
+def _frame_size(i420: np.ndarray) -> tuple[int, int]:
+    """``(width, height)`` of an I420 frame ``(H * 3 / 2, W)``."""
+    return i420.shape[1], i420.shape[0] * 2 // 3
+
+
+def _box_shrink(win: Window, sc: float) -> tuple[int, Window, tuple[int, int]]:
+    """How to shrink window ``win`` by ``sc``: a whole factor ``k`` first (OpenCV's fast
+    area-averaging path), then the rest on the ``k²`` times smaller image (2.5–4× cheaper than
+    one fractional area shrink at these sizes, docs/speed.md "Preprocessing").
+    Returns ``k``, the window trimmed to whole ``2 k`` blocks (at most ``2 k - 1`` pixels off
+    its right and bottom edges) and the even output ``(width, height)``; ``sc ≥ 1`` keeps the
+    window as it is."""
+    x0, y0, x1, y1 = win
+    if sc >= 1.0:
+        return 1, win, (x1 - x0, y1 - y0)
+    k = int(1 / sc) if sc <= 0.5 else 1
+    x1, y1 = x0 + (x1 - x0) // (2 * k) * 2 * k, y0 + (y1 - y0) // (2 * k) * 2 * k
+    size = (max(2, 2 * round((x1 - x0) * sc / 2)), max(2, 2 * round((y1 - y0) * sc / 2)))
+    return k, (x0, y0, x1, y1), size
+
+
+def _area_shrink(img: np.ndarray, sc: float) -> np.ndarray:
     if sc >= 1.0:
         return img
     size = (max(1, round(img.shape[1] * sc)), max(1, round(img.shape[0] * sc)))
     return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
 
 
+def _shrink_by(plane: np.ndarray, k: int, size: tuple[int, int]) -> np.ndarray:
+    """``plane`` area-averaged by the whole factor ``k``, then to ``size``."""
+    if k > 1:
+        plane = cv2.resize(plane, (plane.shape[1] // k, plane.shape[0] // k),
+                           interpolation=cv2.INTER_AREA)
+    if plane.shape[1::-1] == size:
+        return plane
+    return cv2.resize(plane, size, interpolation=cv2.INTER_AREA)
+
+
+def window_rgb(i420: np.ndarray, win: Window, sc: float) -> tuple[np.ndarray, float]:
+    """RGB image ``(h, w, 3)`` of window ``win`` (even ``x0, y0, x1, y1``) of an I420 frame,
+    shrunk by about ``sc``, and the exact scale: image pixels per frame pixel from ``(x0, y0)``.
+    The planes are shrunk before the colour conversion: a whole-frame search of a 720p frame
+    at a quarter of its size converts a sixteenth of the pixels."""
+    W, H = _frame_size(i420)
+    k, (x0, y0, x1, y1), (w, h) = _box_shrink(win, sc)
+    y, u, v = _planes(i420.reshape(-1), H, W)
+    small = np.empty(w * h * 3 // 2, np.uint8)
+    sy, su, sv = _planes(small, h, w)
+    sy[:] = _shrink_by(y[y0:y1, x0:x1], k, (w, h))
+    cx0, cy0, cx1, cy1 = x0 // 2, y0 // 2, x1 // 2, y1 // 2
+    su[:] = _shrink_by(u[cy0:cy1, cx0:cx1], k, (w // 2, h // 2))
+    sv[:] = _shrink_by(v[cy0:cy1, cx0:cx1], k, (w // 2, h // 2))
+    return cv2.cvtColor(small.reshape(h * 3 // 2, w), cv2.COLOR_YUV2RGB_I420), w / (x1 - x0)
+
+
 class HaarDetector:
-    """Haar-cascade face (and eye) search; frames are RGB, searched in grayscale."""
+    """Haar-cascade face (and eye) search on I420 frames, in grayscale.
+
+    The grey image is the whole frame's RGB converted to grey: at the smallest faces (~25 px)
+    the cascade loses detections on the luma plane or on the shrink order :func:`rgb` uses
+    (``benchmarks/bench_faces.py``, condition ``small``)."""
 
     has_landmarks = False
 
@@ -110,6 +169,14 @@ class HaarDetector:
         self.s = s
         self.face = _cascade(FACE_CASCADE)
         self.eye = _cascade(EYE_CASCADE) if s.align else None
+        self._gray: tuple[np.ndarray, np.ndarray] | None = None
+
+    def gray(self, i420: np.ndarray) -> np.ndarray:
+        """The grey frame (the last one is kept: a keyframe is searched several times)."""
+        if self._gray is None or self._gray[0] is not i420:
+            rgb_frame = cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)
+            self._gray = (i420, cv2.cvtColor(rgb_frame, cv2.COLOR_RGB2GRAY))
+        return self._gray[1]
 
     def _run(
         self, img: np.ndarray, min_px: int, max_px: int | None, factor: float, neighbors: int
@@ -122,9 +189,10 @@ class HaarDetector:
             img, scaleFactor=factor, minNeighbors=neighbors, **kw
         )
 
-    def full(self, rgb: np.ndarray) -> np.ndarray:
-        """Search the whole frame for faces of at least ``min_face`` × the short side."""
-        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    def full(self, i420: np.ndarray, known: np.ndarray) -> np.ndarray:
+        """Search the whole frame for faces of at least ``min_face`` × the short side (the
+        cascade has no cheaper way to skip the ``known`` ones: the caller drops them)."""
+        gray = self.gray(i420)
         h, w = gray.shape
         short = min(h, w)
         sc = min(1.0, self.s.det_min_px / (self.s.min_face * short))
@@ -136,13 +204,13 @@ class HaarDetector:
         rects = self._run(img, min_px, None, self.s.full_scale_factor, self.s.min_neighbors)
         return _rows(_to_cxcys(rects, (sc_x + sc_y) / 2))
 
-    def near(self, rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
+    def near(self, i420: np.ndarray, box: np.ndarray) -> np.ndarray:
         """Search a window around ``box`` for a face of about the same size.
 
         Haar responses depend on the exact window grid, so a miss is retried once at another
         image scale before giving up.
         """
-        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        gray = self.gray(i420)
         found = self._near(gray, box, self.s.roi_face_px)
         if not len(found):
             found = self._near(gray, box, round(self.s.roi_face_px * 1.3))
@@ -156,16 +224,16 @@ class HaarDetector:
         x0, y0, x1, y1 = win
         side = float(box[2])
         sc = min(1.0, face_px / side)
-        roi = _shrink(gray[y0:y1, x0:x1], sc)
+        roi = _area_shrink(gray[y0:y1, x0:x1], sc)
         fs = side * sc
         rects = self._run(roi, max(24, int(0.75 * fs)), max(25, int(math.ceil(1.35 * fs))),
                           self.s.scale_factor, self.s.near_min_neighbors)
         return _to_cxcys(rects, sc, x0, y0)
 
-    def roll(self, rgb: np.ndarray, box: np.ndarray) -> float:
+    def roll(self, i420: np.ndarray, box: np.ndarray) -> float:
         """Eye-line angle in degrees (positive: right eye lower); NaN unless both eyes are found."""
         assert self.eye is not None
-        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        gray = self.gray(i420)
         h, w = gray.shape
         cx, cy, side = box[:3]
         x0, x1 = max(0, int(cx - side / 2)), min(w, int(cx + side / 2))
@@ -198,7 +266,8 @@ class HaarDetector:
 
 
 class CnnDetector:
-    """MTCNN search (boxes, confidences, five landmarks) on RGB frames."""
+    """MTCNN search (boxes, confidences, five landmarks) on I420 frames, converted to RGB
+    only in the shrunk region searched."""
 
     has_landmarks = True
 
@@ -209,35 +278,34 @@ class CnnDetector:
     def _keep(self, rows: np.ndarray) -> np.ndarray:
         return rows[rows[:, 3] >= self.s.min_confidence]
 
-    def full(self, rgb: np.ndarray) -> np.ndarray:
-        """Search the whole frame for faces of at least ``min_face`` × the short side."""
-        h, w = rgb.shape[:2]
+    def full(self, i420: np.ndarray, known: np.ndarray) -> np.ndarray:
+        """Search the whole frame for faces of at least ``min_face`` × the short side, other
+        than the ``known`` rows (``link_iou`` overlap)."""
+        w, h = _frame_size(i420)
         min_px = self.s.min_face * min(h, w)
         # P-Net's first pyramid level shrinks the frame anyway: shrink it once, cheaply, first
-        sc = min(1.0, self.s.det_min_px / min_px)
-        img = _shrink(rgb, sc)
-        sc = img.shape[1] / w
-        rows = self.net.detect(img, max(12.0, min_px * sc))
+        img, sc = window_rgb(i420, (0, 0, w, h), self.s.det_min_px / min_px)
+        rows = self.net.detect(img, max(12.0, min_px * sc),
+                               known=known[:, :3] * sc, known_iou=self.s.link_iou)
         return self._keep(_unscale(rows, sc, 0, 0))
 
-    def near(self, rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
+    def near(self, i420: np.ndarray, box: np.ndarray) -> np.ndarray:
         """Search a window around ``box`` for a face of about the same size."""
-        h, w = rgb.shape[:2]
-        win = _window(box, self.s.roi_expand, w, h)
+        win = _window(box, self.s.roi_expand, *_frame_size(i420))
         if win is None:
             return np.zeros((0, N_COLS))
         x0, y0, x1, y1 = win
         side = float(box[2])
-        sc = min(1.0, self.s.cnn_face_px / side)
-        roi = _shrink(rgb[y0:y1, x0:x1], sc)
-        sc = roi.shape[1] / (x1 - x0)
+        roi, sc = window_rgb(i420, win, self.s.cnn_face_px / side)
         prior = _unscale(box[None], 1 / sc, -x0 * sc, -y0 * sc)  # in ROI pixels
-        for _ in range(2):  # the second pass sees the face centred in its box
+        for _ in range(2):  # a second pass sees the face centred in its box
             cx, cy, half = prior[0, 0], prior[0, 1], prior[0, 2] / 2
             rows = self.net.refine(roi, np.array([[cx - half, cy - half, cx + half, cy + half]]))
-            if not len(rows) or _iou(rows[0], prior[0]) < 0.5:
+            if not len(rows) or (iou := _iou(rows[0], prior[0])) < 0.5:
                 break
             prior = rows
+            if iou >= self.s.refine_iou:  # it was centred already
+                return self._keep(_unscale(prior, sc, x0, y0))
         else:
             return self._keep(_unscale(prior, sc, x0, y0))
         rows = self.net.detect(roi, max(12.0, 0.6 * side * sc), max_faces=2)
@@ -354,7 +422,7 @@ def _search(det: HaarDetector | CnnDetector, img: np.ndarray, i: int,
     if not recent or i % s.full_every == 0 or not len(near):
         # whole-frame search for other (or lost) faces; a new face is re-measured by the
         # tracking search so every box of a track comes from the same image scale
-        for row in det.full(img):
+        for row in det.full(img, np.asarray(found).reshape(-1, N_COLS)):
             if any(_iou(row, b) >= s.link_iou for b in found):
                 continue
             again = det.near(img, row)
@@ -369,7 +437,8 @@ def _search(det: HaarDetector | CnnDetector, img: np.ndarray, i: int,
 def track_face(
     images: list[np.ndarray], keys: np.ndarray, n_frames: int, det: HaarDetector | CnnDetector
 ) -> Track | None:
-    """Detect on RGB keyframe ``images`` (frame indices ``keys``) and build the face track.
+    """Detect on I420 keyframe ``images`` ``(H * 3 / 2, W)`` (frame indices ``keys``) and build
+    the face track.
 
     Returns ``None`` when no face was found on any keyframe.
     """
@@ -425,18 +494,19 @@ def template_points(s: Settings) -> np.ndarray:
 
 
 def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares rotation + uniform scale + shift taking ``src`` to ``dst`` (Umeyama) →
-    ``(2, 3)``."""
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    a, b = src - mu_s, dst - mu_d
-    cov = b.T @ a / len(src)
+    """Least-squares rotation + uniform scale + shift taking each point set of ``src``
+    ``(n, k, 2)`` to ``dst`` ``(k, 2)`` (Umeyama) → ``(n, 2, 3)``."""
+    mu_s, mu_d = src.mean(1), dst.mean(0)
+    a, b = src - mu_s[:, None], dst - mu_d
+    cov = np.einsum("kj,nki->nji", b, a) / src.shape[1]
     u, d, vt = np.linalg.svd(cov)
-    sign = np.diag([1.0, np.sign(np.linalg.det(u @ vt))])
-    rot = u @ sign @ vt
-    scale = float(np.trace(np.diag(d) @ sign) / a.var(0).sum())
-    m = np.empty((2, 3))
-    m[:, :2] = scale * rot
-    m[:, 2] = mu_d - scale * rot @ mu_s
+    sign = np.ones_like(d)
+    sign[:, 1] = np.sign(np.linalg.det(u @ vt))
+    rot = (u * sign[:, None, :]) @ vt
+    scale = (d * sign).sum(1) / a.var(1).sum(1)
+    m = np.empty((len(src), 2, 3))
+    m[:, :, :2] = scale[:, None, None] * rot
+    m[:, :, 2] = mu_d - scale[:, None] * np.einsum("nij,nj->ni", rot, mu_s)
     return m
 
 
@@ -444,7 +514,7 @@ def crop_params(track: Track, s: Settings) -> np.ndarray:
     """Per-frame source→crop affine matrices ``(n, 2, 3)`` (float64)."""
     if s.align and track.points is not None:
         dst = template_points(s)
-        return np.stack([_similarity(p, dst) for p in track.points])
+        return _similarity(track.points, dst)
     n = len(track.boxes)
     mats = np.empty((n, 2, 3))
     F = s.face_size

@@ -9,7 +9,8 @@ one H.264 mp4 and :func:`write_wav` writes 16-bit PCM.
 
 Frames stay in the decoder's 4:2:0 planes (I420, ``(H * 3 / 2, W)`` uint8): converting a whole
 1280×720 frame to RGB costs more than decoding it (docs/speed.md, "Preprocessing"), and only
-the face crop and the few keyframes the detector sees need colour (:func:`i420_to_rgb`).
+the face crop and the shrunk regions the detector searches need colour
+(:func:`avfmae.preprocess.faces.window_rgb`).
 torchcodec probes and encodes; PyAV decodes, because torchcodec hands out RGB only.
 
 Every failure a bad input can cause is raised as :class:`MediaError` with a short ``reason``

