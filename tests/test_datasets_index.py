@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,7 +18,8 @@ from avfmae.data import download as dl
 from avfmae.data import registry
 from avfmae.data.synthetic.variants import VARIANTS
 from avfmae.data.download import download
-from avfmae.data.index import index, read_manifest, read_splits
+from avfmae.data.index import assign_folds, index, read_manifest, read_splits
+from avfmae.data.parsers import Clip
 from avfmae.data.registry import DatasetError
 from avfmae.tasks import task_of
 from fixtures.datasets import builders as fx
@@ -82,9 +84,14 @@ class Indexed:
         return self.summary["labels"][int(self.row(clip_id)["label"])]
 
 
+#: folds of fixtures whose subjects are not numbered from 1 (leave-one-subject-out numbers its
+#: folds by the subject ids: SAMM's start at 006)
+FOLDS = {"samm": [6, 7, 8]}
+
+
 def prepare(ds: str, monkeypatch, p: Params | None = None) -> Indexed:
     """Build the fixture of ``ds`` the way a user would get it, download, index, read back."""
-    p = p or params()
+    p = p or params(**({"folds": FOLDS[ds]} if ds in FOLDS else {}))
     facts: dict = {}
     if ds == "ravdess":
         files, _ = fx.ravdess_remote()
@@ -328,12 +335,14 @@ def _frames_and_audio(path: str) -> tuple[int, bool]:
 
 def test_samm_onset_to_offset_clips(shared):
     ix = shared("samm")
-    assert ix.summary["protocol"]["n_folds"] == 3  # leave one of 3 subjects out
+    assert ix.summary["protocol"]["n_folds"] == 8  # fold k tests subject 00k: 006, 007, 008
     r = ix.row("006_1_2")
     assert r["subject"] == "006" and ix.label("006_1_2") == "anger"
     assert _frames_and_audio(r["video"]) == (8, True)  # onset..offset, silent audio track
     assert not ix.row("008_2_3")["labeled"]  # Disgust: outside the 5 classes
-    assert ix.subjects(2, "test") == {"007"}
+    assert ix.subjects(7, "test") == {"007"}
+    assert sorted(ix.splits["fold"].unique()) == [6, 7, 8]
+    assert "no subject numbered 5" in ix.summary["unrunnable_folds"]["5"]
 
 
 def test_casme2_disambiguates_subjects_and_open_offsets(shared):
@@ -513,3 +522,33 @@ def test_a_local_copy_is_checked_before_use(workdir, monkeypatch):
     victim.write_bytes(victim.read_bytes()[:-10])
     with pytest.raises(DatasetError, match=rf"do not match the checksums .*{victim.name}"):
         download("cremad6", p)
+
+
+def test_partial_loso_copy_keeps_each_subjects_fold(workdir):
+    """Leave-one-subject-out without an official list: a subject's fold is the number in its
+    id, whatever else the copy holds; folds asked of missing subjects, or beyond the last, are
+    an error that names the folds the copy can run."""
+    root = Path("data/licensed/samm")
+    fx.build_samm(root, subjects=(6, 7, 8, 9))
+    shutil.rmtree(root / "006")  # its sheet rows remain: the frames of subject 006 are missing
+    download("samm", params(folds=[7, 9]))
+    manifest_path, splits_path = index("samm", params(folds=[7, 9]))
+    ix = Indexed({}, read_manifest(manifest_path), read_splits(splits_path),
+                 json.loads((manifest_path.parent / "index.json").read_text()))
+    assert ix.subjects(7, "test") == {"007"} and ix.subjects(9, "test") == {"009"}
+    assert sorted(ix.splits["fold"].unique()) == [7, 8, 9]
+    for folds, why in (([6, 7], "fold 6: no test clips (no subject numbered 6 is in the copy)"),
+                       ([10], "fold 10: the protocol has folds 1..9")):
+        with pytest.raises(DatasetError, match=re.escape(why) + r".*Folds it can run: 7-9;"):
+            index("samm", params(folds=folds))
+
+
+@pytest.mark.parametrize("subjects, error", [
+    (("s1", "s01"), "subjects s1, s01 carry the same number 1"),
+    (("s1", "s2_b3"), "subject 's2_b3' has several"),
+    (("s1", "sX"), "subject 'sX' has no number"),
+])
+def test_loso_folds_need_one_number_per_subject(subjects, error):
+    clips = [Clip(f"c{i}", subject=s, label="negative") for i, s in enumerate(subjects)]
+    with pytest.raises(DatasetError, match=re.escape(error)):
+        assign_folds(registry.get("smic"), clips)

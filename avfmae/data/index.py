@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -116,12 +117,15 @@ def assign_folds(spec: DatasetSpec, clips: list[Clip]) -> tuple[dict[str, int], 
 
 
 def subject_folds(spec: DatasetSpec, present: set[str]) -> tuple[dict[str, int], int]:
-    """Fold of every subject of the protocol (official list, else ``present``) and the number
-    of folds. Present subjects missing from an official list are an error: they would have no
-    published fold."""
+    """Fold of every subject of the protocol and the number of folds: by the official list
+    where the registry pins one, else by the ``present`` subjects (leave-one-subject-out: the
+    number in each id; blocks: in natural order). Present subjects missing from an official
+    list are an error: they would have no published fold."""
     proto = spec.protocol
     if proto.kind not in ("subject_blocks", "loso"):
         raise DatasetError(f"{spec.name}: protocol {proto.kind!r} has no subject folds")
+    if proto.kind == "loso" and not proto.subjects:
+        return _numbered_folds(spec, present)
     subjects = list(proto.subjects) or sorted(present, key=natural_key)
     unknown = sorted(present - set(subjects), key=natural_key)
     if unknown:
@@ -136,6 +140,30 @@ def subject_folds(spec: DatasetSpec, present: set[str]) -> tuple[dict[str, int],
         raise DatasetError(f"{spec.name}: {len(subjects)} subjects cannot make {k} folds")
     size = len(subjects) // k
     return {s: min(i // size, k - 1) + 1 for i, s in enumerate(subjects)}, k
+
+
+def _numbered_folds(spec: DatasetSpec, present: set[str]) -> tuple[dict[str, int], int]:
+    """Leave-one-subject-out without an official list: fold ``k`` tests the subject whose id
+    carries the number ``k`` (SAMM ``006`` → fold 6, SMIC ``s3`` → fold 3), so a subject keeps
+    its fold whichever others a copy lacks."""
+    if len(present) < 2:
+        raise DatasetError(f"{spec.name}: leave-one-subject-out needs 2+ subjects")
+    fold_of: dict[str, int] = {}
+    for subject in sorted(present, key=natural_key):
+        digits = re.findall(r"\d+", subject)
+        if len(digits) != 1:
+            raise DatasetError(f"{spec.name}: leave-one-subject-out folds are numbered by the "
+                               f"subject ids' numbers; subject {subject!r} has "
+                               f"{'no number' if not digits else 'several'}")
+        fold_of[subject] = int(digits[0])
+    for k, n in Counter(fold_of.values()).items():
+        same = ", ".join(sub for sub, f in fold_of.items() if f == k)
+        if n > 1:
+            raise DatasetError(f"{spec.name}: subjects {same} carry the same number {k}; "
+                               "leave-one-subject-out folds need one subject per number")
+        if k == 0:
+            raise DatasetError(f"{spec.name}: subject {same} is numbered 0; folds count from 1")
+    return fold_of, max(fold_of.values())
 
 
 def missing_subjects(spec: DatasetSpec, present: set[str]) -> dict[int, list[str]]:
@@ -165,6 +193,8 @@ def unrunnable_folds(spec: DatasetSpec, splits: pd.DataFrame, n_folds: int,
             why += f" (its test subjects {', '.join(gone)} are not in the copy)"
         elif "test" in lacking and spec.protocol.kind == "groups":
             why += f" (no clip of group/session {k} is in the copy)"
+        elif "test" in lacking and spec.protocol.kind == "loso" and not spec.protocol.subjects:
+            why += f" (no subject numbered {k} is in the copy)"
         elif "test" in lacking:
             why += " (none of its test clips is in the copy)"
         else:
@@ -175,14 +205,31 @@ def unrunnable_folds(spec: DatasetSpec, splits: pd.DataFrame, n_folds: int,
     return out
 
 
-def check_requested_folds(spec: DatasetSpec, unrunnable: dict[int, str],
+def check_requested_folds(spec: DatasetSpec, unrunnable: dict[int, str], n_folds: int,
                           requested: list[int]) -> None:
-    """A missing part is an error only for a fold the configuration runs (``data.folds``)."""
-    bad = [k for k in requested if k in unrunnable]
-    if bad:
+    """A missing part is an error only for a fold the configuration runs (``data.folds``), and
+    so is a fold past the last where the copy sets the count (leave-one-subject-out; a fixed
+    count is checked with the configuration)."""
+    beyond = spec.protocol.n_folds is None
+    why = {k: unrunnable[k] if k in unrunnable else f"the protocol has folds 1..{n_folds}"
+           for k in requested if k in unrunnable or (beyond and k > n_folds)}
+    if why:
+        can = [k for k in range(1, n_folds + 1) if k not in unrunnable]
         raise DatasetError(f"{spec.name}: data.folds asks for fold(s) this copy cannot run: "
-                           + "; ".join(f"fold {k}: {unrunnable[k]}" for k in bad)
-                           + ". Complete the copy or drop these folds from data.folds")
+                           + "; ".join(f"fold {k}: {w}" for k, w in why.items())
+                           + f". Folds it can run: {_ranges(can)}; complete the copy or "
+                           "change data.folds")
+
+
+def _ranges(folds: list[int]) -> str:
+    """``[1, 2, 3, 5]`` → ``"1-3, 5"``."""
+    runs: list[list[int]] = []
+    for k in folds:
+        if runs and k == runs[-1][-1] + 1:
+            runs[-1].append(k)
+        else:
+            runs.append([k])
+    return ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs) or "none"
 
 
 def _h(*parts: object) -> str:
@@ -455,7 +502,7 @@ def index(ds: str, params: Params) -> tuple[Path, Path]:
         missing = missing_subjects(spec, {c.subject for c in clips if c.labeled})
         unrunnable = unrunnable_folds(spec, splits, n_folds, missing)
         _warn_partial(ds, missing, unrunnable)
-        check_requested_folds(spec, unrunnable, list(params.data.folds))
+        check_requested_folds(spec, unrunnable, n_folds, list(params.data.folds))
         splits = splits.loc[~splits["fold"].isin(list(unrunnable))].reset_index(drop=True)
 
     final_prefix = rel_path(out) + os.sep

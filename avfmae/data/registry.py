@@ -103,7 +103,9 @@ class Protocol:
       subjects present, in natural sort order, are cut the same way;
     - ``groups``: the parser gives each clip a group number (a recording session) = its fold;
     - ``loso``: leave one subject out, one fold per subject: fold ``k`` tests the ``k``-th
-      subject of ``subjects`` (or of the subjects present, in natural sort order, without it);
+      subject of ``subjects`` or, without that list, the subject whose id carries the number
+      ``k`` (SAMM ``006`` → fold 6, SMIC ``s3`` → fold 3): either way a subject keeps its fold
+      in a partial copy, and numbers no subject carries are folds without a test part;
     - ``none``: no folds (pretraining pools).
 
     ``cross_validation``: the test parts together cover every labeled clip of the protocol.
@@ -401,7 +403,7 @@ _add(DatasetSpec(
 ))
 
 _ME_PROTO = Protocol("loso", None, subject_independent=True,
-                     description="leave-one-subject-out (one fold per subject)")
+                     description="leave-one-subject-out: fold k tests the subject numbered k")
 _add(DatasetSpec(
     "samm", "SAMM", "MER", _ME_PROTO,
     _licensed(
@@ -576,7 +578,7 @@ _synthetic_variant(
 _synthetic_variant(
     "synthetic_me", "synthetic micro-expressions (embedded)", "MER",
     Protocol("loso", None, subject_independent=True,
-             description="leave-one-subject-out (one fold per speaker)"),
+             description="leave-one-subject-out: fold k tests speaker Actor_k"),
     labels=("negative", "neutral", "positive"), metrics=MER_METRICS,
     options=(("label_from", "face"),
              ("face_labels", (("frown", "negative"), ("relaxed", "neutral"),
