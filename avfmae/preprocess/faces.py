@@ -160,7 +160,7 @@ class HaarDetector:
     """Haar-cascade face (and eye) search on I420 frames, in grayscale.
 
     The grey image is the whole frame's RGB converted to grey: at the smallest faces (~25 px)
-    the cascade loses detections on the luma plane or on the shrink order :func:`rgb` uses
+    the cascade loses detections on the luma plane or on the shrink order of :func:`window_rgb`
     (``benchmarks/bench_faces.py``, condition ``small``)."""
 
     has_landmarks = False
@@ -298,16 +298,14 @@ class CnnDetector:
         side = float(box[2])
         roi, sc = window_rgb(i420, win, self.s.cnn_face_px / side)
         prior = _unscale(box[None], 1 / sc, -x0 * sc, -y0 * sc)  # in ROI pixels
-        for _ in range(2):  # a second pass sees the face centred in its box
+        for second in (False, True):  # a second pass sees the face centred in its box
             cx, cy, half = prior[0, 0], prior[0, 1], prior[0, 2] / 2
             rows = self.net.refine(roi, np.array([[cx - half, cy - half, cx + half, cy + half]]))
             if not len(rows) or (iou := _iou(rows[0], prior[0])) < 0.5:
                 break
             prior = rows
-            if iou >= self.s.refine_iou:  # it was centred already
+            if second or iou >= self.s.refine_iou:  # centred (already): O-Net's box stands
                 return self._keep(_unscale(prior, sc, x0, y0))
-        else:
-            return self._keep(_unscale(prior, sc, x0, y0))
         rows = self.net.detect(roi, max(12.0, 0.6 * side * sc), max_faces=2)
         return self._keep(_unscale(rows, sc, x0, y0))
 
