@@ -10,12 +10,11 @@ import pytest
 
 from avfmae.preprocess import realfaces as rf
 from avfmae.preprocess.clip import ClipJob, process_clip
-from avfmae.preprocess.faces import crop_frames, make_detector, template_points
-from avfmae.preprocess.faces import _box_shrink
-from avfmae.preprocess.faces import window_rgb
-from avfmae.preprocess.media import frame_times, frames_shown_at, i420_to_rgb, probe_video
+from avfmae.preprocess.faces import (_box_shrink, crop_frames, make_detector, template_points,
+                                     window_rgb)
 from avfmae.preprocess.mtcnn import N_COLS, Mtcnn, weight_files
 from avfmae.preprocess.settings import Settings
+from clip_frames import rgb_frames
 
 S = Settings()  # the defaults: MTCNN, aligned
 N_FRAMES = 30
@@ -68,8 +67,7 @@ def test_aligned_clip_puts_the_eyes_at_the_template(clips, tmp_path):
     assert res.ok, res.detail
     assert abs(res.stats["roll_deg"] - 15) < 4 and res.stats["face_rate"] == 1.0
     assert 0.9 <= res.stats["face_conf"] <= 1.0 and 0 <= res.stats["face_jump"] < 0.3
-    info = probe_video(tmp_path / "a.mp4")
-    frames = i420_to_rgb(frames_shown_at(tmp_path / "a.mp4", frame_times(info, info.fps), info))
+    frames = rgb_frames(tmp_path / "a.mp4")
     want = template_points(S)[:2]
     iod = np.linalg.norm(want[1] - want[0])
     net = Mtcnn()

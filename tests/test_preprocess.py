@@ -27,8 +27,8 @@ from avfmae.preprocess import (
     preprocess_manifest,
 )
 from avfmae.preprocess import clip as clip_mod
-from avfmae.preprocess.media import frame_times, frames_shown_at, i420_to_rgb, probe_video
 from avfmae.preprocess.testclips import SKIN_RGB, make_clip
+from clip_frames import rgb_frames
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,11 +42,6 @@ def _manifest(path: Path, rows: list[dict]) -> Path:
     ]
     pd.DataFrame(full).to_csv(path, index=False)
     return path
-
-
-def _frames(path: str | Path) -> np.ndarray:
-    info = probe_video(path)
-    return i420_to_rgb(frames_shown_at(path, frame_times(info, info.fps), info))
 
 
 def _skin_box(frame: np.ndarray) -> tuple[float, float, float]:
@@ -95,7 +90,7 @@ def test_face_comes_out_centred_and_sized(good_store):
         assert row.face_rate >= 0.95
         # the detector box is centred on the face (a little above the oval's centre: brows→chin)
         assert abs(row.box_cx - cx) < 0.03 and abs(row.box_cy - cy) < 0.05
-        frames = _frames(out / "faces" / f"{cid}.mp4")
+        frames = rgb_frames(out / "faces" / f"{cid}.mp4")
         assert frames.shape[1:] == (160, 160, 3)
         assert len(frames) == row.n_frames == 50
         for f in frames[::10]:
@@ -110,7 +105,7 @@ def test_audio_video_alignment_within_one_frame(good_store):
     for cid in ("av25", "av30", "av24"):
         row = man.set_index("clip_id").loc[cid]
         assert row.fps == 25.0 and row.face_rate >= 0.95
-        frames = _frames(out / "faces" / f"{cid}.mp4")
+        frames = rgb_frames(out / "faces" / f"{cid}.mp4")
         corner = frames[:, :6, :6].mean(axis=(1, 2, 3))
         flash = int(np.argmax(corner > 200))
         wave, sr = sf.read(out / "audio" / f"{cid}.wav", dtype="int16")
@@ -148,7 +143,7 @@ def test_alignment_levels_the_eyes(tmp_path):
     out = _run(m, tmp_path / "store", cfg)
     row = pd.read_csv(out / "manifest.csv").iloc[0]
     assert abs(row.roll_deg - 8) < 3
-    f = _frames(out / "faces" / "roll.mp4")[10]
+    f = rgb_frames(out / "faces" / "roll.mp4")[10]
     dark = (cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) < 38).astype(np.uint8)  # pupils, not hair
     dark[90:] = 0  # pupils are in the upper half
     n, _, stats, cents = cv2.connectedComponentsWithStats(dark)
@@ -253,7 +248,7 @@ def test_rerun_is_up_to_date_and_settings_change_discards(tmp_path, monkeypatch)
     small = dataclasses.replace(CFG, face_size=96)
     _run(m, out, small)
     assert "discarding the previous store" in _log(out)
-    assert _frames(out / "faces" / "c0.mp4").shape[1:3] == (96, 96)
+    assert rgb_frames(out / "faces" / "c0.mp4").shape[1:3] == (96, 96)
     fp = json.loads((out / "fingerprint.json").read_text())
     assert fp["fingerprint"] == fingerprint(Settings.from_config(small))[0]
     assert fp["settings"]["crop"]["face_size"] == 96

@@ -5,11 +5,11 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
-from avfmae.preprocess.media import (MediaError, frame_times, frames_shown_at, i420_to_rgb,
-                                     probe_video)
+from avfmae.preprocess.media import MediaError, frame_times, frames_shown_at, probe_video
 
 
 def _ffmpeg(*args: str) -> None:
@@ -98,4 +98,4 @@ def test_frames_shown_at_the_output_rate(tmp_path: Path, size: str, rate: int, p
     for i in range(1, len(frames)):
         same = np.array_equal(frames[i], frames[i - 1])  # lossless: only a repeat is equal
         assert same == (shown[i] == shown[i - 1]), (i, shown[i - 1 : i + 1])
-    assert i420_to_rgb(frames[:1]).shape == (1, h, w, 3)
+    assert cv2.cvtColor(frames[0], cv2.COLOR_YUV2RGB_I420).shape == (h, w, 3)

@@ -24,9 +24,8 @@ import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterator
 
-import cv2
 import numpy as np
 import soundfile as sf
 import torch
@@ -37,7 +36,6 @@ __all__ = [
     "probe_video",
     "frame_times",
     "frames_shown_at",
-    "i420_to_rgb",
     "read_audio",
     "write_wav",
     "FaceVideoWriter",
@@ -236,11 +234,6 @@ def _i420(frame) -> np.ndarray:
     if frame.width % 2 or frame.height % 2:
         frame = frame.reformat(width=frame.width & ~1, height=frame.height & ~1)
     return frame.to_ndarray(format="yuv420p")
-
-
-def i420_to_rgb(frames: Iterable[np.ndarray]) -> np.ndarray:
-    """I420 frames ``(H * 3 / 2, W)`` → RGB ``(n, H, W, 3)`` uint8 (BT.601, video range)."""
-    return np.stack([cv2.cvtColor(f, cv2.COLOR_YUV2RGB_I420) for f in frames])
 
 
 def read_audio(
