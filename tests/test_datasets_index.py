@@ -544,7 +544,7 @@ def test_partial_loso_copy_keeps_each_subjects_fold(workdir):
 
 
 @pytest.mark.parametrize("subjects, error", [
-    (("s1", "s01"), "subjects s1, s01 carry the same number 1"),
+    (("s1", "s01"), "subjects s01, s1 carry the same number 1"),
     (("s1", "s2_b3"), "subject 's2_b3' has several"),
     (("s1", "sX"), "subject 'sX' has no number"),
 ])

@@ -149,7 +149,7 @@ def _numbered_folds(spec: DatasetSpec, present: set[str]) -> tuple[dict[str, int
     if len(present) < 2:
         raise DatasetError(f"{spec.name}: leave-one-subject-out needs 2+ subjects")
     fold_of: dict[str, int] = {}
-    for subject in sorted(present, key=natural_key):
+    for subject in sorted(present, key=lambda sub: (natural_key(sub), sub)):  # ties: s01, s1
         digits = re.findall(r"\d+", subject)
         if len(digits) != 1:
             raise DatasetError(f"{spec.name}: leave-one-subject-out folds are numbered by the "
