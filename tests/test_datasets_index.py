@@ -543,6 +543,30 @@ def test_partial_loso_copy_keeps_each_subjects_fold(workdir):
             index("samm", params(folds=folds))
 
 
+@pytest.mark.parametrize("ds, videos, gone", [
+    ("avcaffe", "videos/aiim002", "aiim002"),
+    ("werewolf_xl", "video/game01/game01_p02_*.mp4", "player02"),
+])
+def test_partial_block_copy_keeps_the_label_files_blocks(workdir, ds, videos, gone):
+    """Subject blocks without a published list are cut from the subjects the label file names:
+    the videos of subject 2 missing, subject 3 is still tested in fold 3, not moved to fold 2."""
+    root = Path(f"data/licensed/{ds}")
+    getattr(fx, f"build_{ds}")(root)
+    for path in root.glob(videos):
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    download(ds, params(folds=[1, 3, 4, 5]))
+    manifest_path, splits_path = index(ds, params(folds=[1, 3, 4, 5]))
+    ix = Indexed({}, read_manifest(manifest_path), read_splits(splits_path),
+                 json.loads((manifest_path.parent / "index.json").read_text()))
+    subject = gone.replace("2", "{}")
+    for k in (1, 3, 4):
+        assert ix.subjects(k, "test") == {subject.format(k)}
+    assert ix.subjects(5, "test") == {subject.format(5), subject.format(6)}
+    assert ix.summary["missing_subjects"] == {"2": [gone]}
+    with pytest.raises(DatasetError, match=rf"fold 2: no test clips \(its test subjects {gone} "):
+        index(ds, params(folds=[2]))
+
+
 @pytest.mark.parametrize("subjects, error", [
     (("s1", "s01"), "subjects s01, s1 carry the same number 1"),
     (("s1", "s2_b3"), "subject 's2_b3' has several"),

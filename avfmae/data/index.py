@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,9 +39,9 @@ from avfmae.data.schemas import MANIFEST_COLUMNS, PARTS, validate
 if TYPE_CHECKING:
     from avfmae.config import Params
 
-__all__ = ["index", "assign_folds", "subject_folds", "missing_subjects", "unrunnable_folds",
-           "check_requested_folds", "make_splits", "read_manifest", "read_splits", "rel_path",
-           "ME_FPS"]
+__all__ = ["index", "assign_folds", "subject_folds", "official_subjects", "missing_subjects",
+           "unrunnable_folds", "check_requested_folds", "make_splits", "read_manifest",
+           "read_splits", "rel_path", "ME_FPS"]
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +90,15 @@ def read_splits(path: Path | str) -> pd.DataFrame:
 # ----------------------------------------------------------------------------------------------
 
 
-def assign_folds(spec: DatasetSpec, clips: list[Clip]) -> tuple[dict[str, int], int]:
+def assign_folds(spec: DatasetSpec, clips: list[Clip],
+                 listed: Sequence[str] = ()) -> tuple[dict[str, int], int]:
     """Test fold of every labeled clip (0 = training only) and the number of folds.
 
     Subject-based protocols place each subject by its official id (see
-    :class:`~avfmae.data.registry.Protocol`), so a partial copy keeps every present subject in
-    its published fold; folds whose subjects are all missing simply have no test clips.
+    :class:`~avfmae.data.registry.Protocol`), or by its place among the subjects the copy's
+    label file names (``listed``, :attr:`ParseResult.subjects`), so a partial copy keeps every
+    present subject in its published fold; folds whose subjects are all missing simply have no
+    test clips.
     """
     proto = spec.protocol
     labeled = [c for c in clips if c.labeled]
@@ -112,21 +116,23 @@ def assign_folds(spec: DatasetSpec, clips: list[Clip]) -> tuple[dict[str, int], 
     if missing:
         raise DatasetError(f"{spec.name}: the {proto.kind} protocol needs subjects; none for "
                            f"{', '.join(missing[:20])}")
-    fold_of_subject, n = subject_folds(spec, {c.subject for c in labeled})
+    fold_of_subject, n = subject_folds(spec, {c.subject for c in labeled}, listed)
     return {c.clip_id: fold_of_subject[c.subject] for c in labeled}, n
 
 
-def subject_folds(spec: DatasetSpec, present: set[str]) -> tuple[dict[str, int], int]:
+def subject_folds(spec: DatasetSpec, present: set[str],
+                  listed: Sequence[str] = ()) -> tuple[dict[str, int], int]:
     """Fold of every subject of the protocol and the number of folds: by the official list
-    where the registry pins one, else by the ``present`` subjects (leave-one-subject-out: the
-    number in each id; blocks: in natural order). Present subjects missing from an official
-    list are an error: they would have no published fold."""
+    where the registry pins one, else by the subjects the label file names (``listed``), else
+    by the ``present`` subjects (leave-one-subject-out: the number in each id; blocks: in
+    natural order). Present subjects missing from the list are an error: they would have no
+    published fold."""
     proto = spec.protocol
     if proto.kind not in ("subject_blocks", "loso"):
         raise DatasetError(f"{spec.name}: protocol {proto.kind!r} has no subject folds")
     if proto.kind == "loso" and not proto.subjects:
         return _numbered_folds(spec, present)
-    subjects = list(proto.subjects) or sorted(present, key=natural_key)
+    subjects = official_subjects(spec, listed) or sorted(present, key=natural_key)
     unknown = sorted(present - set(subjects), key=natural_key)
     if unknown:
         raise DatasetError(f"{spec.name}: subjects not in the official list of the protocol "
@@ -166,11 +172,19 @@ def _numbered_folds(spec: DatasetSpec, present: set[str]) -> tuple[dict[str, int
     return fold_of, max(fold_of.values())
 
 
-def missing_subjects(spec: DatasetSpec, present: set[str]) -> dict[int, list[str]]:
+def official_subjects(spec: DatasetSpec, listed: Sequence[str] = ()) -> list[str]:
+    """The protocol's subject list in order: the registry's pinned one, else the label file's
+    (``listed``, in natural order); empty where neither exists."""
+    return list(spec.protocol.subjects) or sorted(set(listed), key=natural_key)
+
+
+def missing_subjects(spec: DatasetSpec, present: set[str],
+                     listed: Sequence[str] = ()) -> dict[int, list[str]]:
     """Per fold, the official subjects absent from the copy (empty without an official list)."""
-    if not spec.protocol.subjects:
+    official = official_subjects(spec, listed)
+    if not official:
         return {}
-    fold_of, _ = subject_folds(spec, present & set(spec.protocol.subjects))
+    fold_of, _ = subject_folds(spec, present & set(official), listed)
     out: dict[int, list[str]] = {}
     for subject, k in fold_of.items():
         if subject not in present:
@@ -496,10 +510,10 @@ def index(ds: str, params: Params) -> tuple[Path, Path]:
                                         "fold": pd.Series(dtype=int),
                                         "part": pd.Series(dtype=str)}), 0
     else:
-        fold_of, n_folds = assign_folds(spec, clips)
+        fold_of, n_folds = assign_folds(spec, clips, res.subjects)
         splits = make_splits(spec, manifest, fold_of, n_folds, params.data.val_fraction,
                              res.train_lists)
-        missing = missing_subjects(spec, {c.subject for c in clips if c.labeled})
+        missing = missing_subjects(spec, {c.subject for c in clips if c.labeled}, res.subjects)
         unrunnable = unrunnable_folds(spec, splits, n_folds, missing)
         _warn_partial(ds, missing, unrunnable)
         check_requested_folds(spec, unrunnable, n_folds, list(params.data.folds))

@@ -98,9 +98,11 @@ class Protocol:
     - ``subject_blocks``: the official subject list (``subjects``) cut into ``n_folds``
       contiguous blocks of ``n // n_folds`` subjects, the last block taking the remainder
       (RAVDESS: 4 actors per fold; CREMA-D: 18,18,18,18,19). A subject keeps its fold however
-      many others are missing from a copy. Without an official list (the generated set, whose
-      subjects are all present by construction, and datasets whose publisher gives none) the
-      subjects present, in natural sort order, are cut the same way;
+      many others are missing from a copy. Without a pinned list the subjects the label file
+      names (AVCAffe's participants, Werewolf-XL's players: the parser's
+      ``ParseResult.subjects``), in natural sort order, are cut the same way, so a copy with
+      part of the videos keeps the blocks; where the parser names none (the generated sets,
+      whose subjects are all present by construction), the subjects present;
     - ``groups``: the parser gives each clip a group number (a recording session) = its fold;
     - ``loso``: leave one subject out, one fold per subject: fold ``k`` tests the ``k``-th
       subject of ``subjects`` or, without that list, the subject whose id carries the number
@@ -369,7 +371,8 @@ _add(DatasetSpec(
 _add(DatasetSpec(
     "avcaffe", "AVCAffe", "DEA",
     Protocol("subject_blocks", 5, subject_independent=True,
-             description="5-fold participant-independent (participants in order)"),
+             description="5-fold participant-independent (the participants of labels.csv, "
+                         "in order)"),
     _licensed(
         "Sarkar et al. (AAAI 2023)",
         "https://github.com/pritamqu/AVCAffe",
@@ -388,7 +391,7 @@ _add(DatasetSpec(
 _add(DatasetSpec(
     "werewolf_xl", "Werewolf-XL", "DEA",
     Protocol("subject_blocks", 5, subject_independent=True,
-             description="5-fold player-independent (players in order)"),
+             description="5-fold player-independent (the players of annotations.csv in order)"),
     _licensed(
         "Zhang et al. (IEEE TAC 2021)",
         "https://lilyzhang.github.io/Werewolf-XL/",

@@ -51,7 +51,10 @@ class ParseResult:
     ``excluded``: (name, reason) of individual clips left out (broken, missing files);
     ``skipped``: counts of files left out on purpose, by reason (e.g. video-only files);
     ``labels``: label names read from the data, for specs whose names are not fixed (MAFW-43);
-    ``train_lists``: official per-fold training lists (clip ids), where the publisher gives them.
+    ``train_lists``: official per-fold training lists (clip ids), where the publisher gives them;
+    ``subjects``: every subject the label file names, clips present or not, for subject-block
+    protocols the registry pins no list for (their blocks are cut from it, so a copy with part
+    of the videos keeps each subject's block).
     """
 
     clips: list[Clip]
@@ -59,6 +62,7 @@ class ParseResult:
     skipped: dict[str, int] = field(default_factory=dict)
     labels: tuple[str, ...] | None = None
     train_lists: dict[int, set[str]] | None = None
+    subjects: tuple[str, ...] = ()
 
     def skip(self, reason: str, n: int = 1) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + n

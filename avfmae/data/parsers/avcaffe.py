@@ -4,7 +4,9 @@ clips ``videos/**/<participant>_task_<t>_<k>.<mp4|avi>`` and ``labels.csv`` with
 ``3`` or ``task_3``). A clip inherits its task's arousal/valence; clips of tasks without a
 label row are kept as unlabeled clips. The subject is the participant. The self-reports are
 levels: each value must be one of the registry's level names (1–5), and becomes the clip's level
-of that dimension (the value itself stays as the ``t_<dim>`` column).
+of that dimension (the value itself stays as the ``t_<dim>`` column). The participants of
+``labels.csv`` are the protocol's participant list: its five blocks are cut from them, so a copy
+with part of the videos (and the whole ``labels.csv``) keeps each participant's block.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def parse(root: Path, spec: DatasetSpec) -> ParseResult:
                 raise DatasetError(f"{label_file}:{n}: incomplete row {row}")
             key = (row[cols["participant"]].strip(), int(task))
             table[key] = values  # type: ignore[assignment]
-    res = ParseResult([])
+    res = ParseResult([], subjects=tuple(dict.fromkeys(pid for pid, _ in table)))
     for path in walk_files(root / "videos", VIDEO_EXTS):
         m = NAME.match(path.stem)
         if not m:

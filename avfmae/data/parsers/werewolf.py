@@ -1,7 +1,10 @@
 """Werewolf-XL — GUESSED layout (we could not see the release; adjust the copy to this shape):
 clips ``video/**/<name>.mp4`` and ``annotations.csv`` with the columns
 ``name,subject,arousal,valence,dominance`` (one row per clip; values in [0, 1] as in HiCMAE's
-lists). Clips without a row are kept as unlabeled clips; rows without a clip are reported.
+lists). Clips without a row are kept as unlabeled clips; rows without a clip are reported. The
+players of ``annotations.csv`` are the protocol's player list: its five blocks are cut from
+them, so a copy with part of the videos (and the whole ``annotations.csv``) keeps each player's
+block.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ def parse(root: Path, spec: DatasetSpec) -> ParseResult:
                 raise DatasetError(f"{ann}:{n}: missing target value in {row}")
             rows[Path(row[cols["name"]].strip()).stem] = (row[cols["subject"]].strip(), values)
     videos = {p.stem: p for p in walk_files(root / "video", VIDEO_EXTS)}
-    res = ParseResult([])
+    res = ParseResult([], subjects=tuple(dict.fromkeys(subject for subject, _ in rows.values())))
     for name in sorted(set(rows) - set(videos)):
         res.excluded.append((name, "annotated but no video under video/"))
     for name, path in sorted(videos.items()):
