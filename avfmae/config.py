@@ -220,6 +220,14 @@ class StageConfig:
              "video, even odds; its input set to the normalised mean), so neither stream can "
              "carry the loss alone; 0 = off (the published recipe)",
     )
+    unimodal_loss: float = knob(
+        1.0, lo=0.0,
+        help="weight of an audio-visual model's extra loss terms, one per encoder, on the "
+             "logits of a training-only head that reads that encoder alone (as a one-modality "
+             "model's head does), so the face encoder is trained to predict even once the "
+             "voice fits the labels; 0 = off (the published recipe); no effect on a "
+             "one-modality model, whose head reads one encoder already",
+    )
 
 
 #: file endings ``finetune.init`` accepts as a checkpoint path

@@ -48,7 +48,8 @@ def test_two_dimension_loss_is_the_mean_of_the_two_cross_entropies(write_params)
     """Mixing off: the objective on a levelled head = mean over dimensions of the label-smoothed
     cross-entropy of that dimension's 5 logits."""
     params = load_params(write_params({"finetune.s3.mixup": 0.0, "finetune.s3.cutmix": 0.0,
-                                       "finetune.s3.label_smoothing": 0.1}))
+                                       "finetune.s3.label_smoothing": 0.1,
+                                       "finetune.s3.unimodal_loss": 0.0}))
     torch.manual_seed(0)
     logits = torch.randn(4, 10)
     levels = torch.tensor([[0, 4], [2, 2], [4, 1], [1, 3]])

@@ -74,7 +74,8 @@ def test_each_regression_head_is_trained_on_its_own_target_columns(write_params)
     """Werewolf-XL-like (arousal, valence, dominance) pooled with a valence/arousal set: a
     head that predicts exactly its dataset's targets has zero loss (a head given the other
     dataset's columns would not, and a 2-output head given 3 columns would not even run)."""
-    params = load_params(write_params({"finetune.regression_loss": "mse"}))
+    params = load_params(write_params({"finetune.regression_loss": "mse",
+                                       "finetune.s1.unimodal_loss": 0.0}))
     tasks = {"ww": Task("ww", "DEA", ("arousal", "valence", "dominance"), True),
              "va": Task("va", "DEA", ("valence", "arousal"), True)}
     assert target_columns(tasks) == ["t_arousal", "t_valence", "t_dominance"]

@@ -15,10 +15,10 @@ from avfmae.models.factory import create_model
 __all__ = ["build_classifier"]
 
 
-def build_classifier(params: Params, heads: dict[str, int],
-                     drop_path: float | None = None) -> AVFClassifier:
+def build_classifier(params: Params, heads: dict[str, int], drop_path: float | None = None,
+                     unimodal_heads: bool = False) -> AVFClassifier:
     """The classifier of ``model.scale`` and ``finetune.modality`` with one head per dataset
-    (name → outputs)."""
+    (name → outputs), and with ``unimodal_heads`` those of the unimodal loss terms."""
     kwargs: dict[str, Any] = dict(params.model.overrides)
     if drop_path is not None:
         kwargs["drop_path_rate"] = drop_path
@@ -26,4 +26,5 @@ def build_classifier(params: Params, heads: dict[str, int],
                         modality=params.finetune.modality,
                         head_init_scale=params.finetune.head_init_scale,
                         head_standardize=params.finetune.head_standardize,
+                        unimodal_heads=unimodal_heads,
                         reference_compatible=params.model.reference_compatible, **kwargs)

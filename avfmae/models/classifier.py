@@ -17,7 +17,7 @@ from avfmae.models.fusion import IAVCLM
 from avfmae.models.refinement import ERNorm
 from avfmae.scales import ModelScale
 
-__all__ = ["AVFClassifier", "HeadStandardizer", "Modality"]
+__all__ = ["AVFClassifier", "HeadStandardizer", "Modality", "UnimodalHeads"]
 
 Modality = Literal["av", "video", "audio"]
 
@@ -59,6 +59,10 @@ class AVFClassifier(nn.Module):
 
     ``head_standardize=True`` puts a :class:`HeadStandardizer` (``head_standardizer``) between
     ``fc_norm`` and the heads; the published model has none (``False``, an identity).
+
+    ``unimodal_heads=True`` (AV only; not in the published model) adds ``unimodal_heads.video``
+    and ``unimodal_heads.audio`` (:class:`UnimodalHeads`), read by ``forward(...,
+    unimodal=True)`` for the unimodal loss terms of fine-tuning and by nothing else.
     """
 
     def __init__(
@@ -72,10 +76,14 @@ class AVFClassifier(nn.Module):
         drop_path_rate: float | None = None,
         head_init_scale: float = 1e-3,
         head_standardize: bool = False,
+        unimodal_heads: bool = False,
     ) -> None:
         super().__init__()
         if modality not in ("av", "video", "audio"):
             raise ValueError(f"modality must be 'av', 'video' or 'audio', got {modality!r}")
+        if unimodal_heads and modality != "av":
+            raise ValueError(f"a {modality!r}-only model's head already reads one modality: "
+                             "unimodal heads are for the AV model")
         self.scale = scale
         self.modality = modality
         self.reference_compatible = reference_compatible
@@ -109,6 +117,8 @@ class AVFClassifier(nn.Module):
         self.fc_norm = nn.LayerNorm(self.num_features, eps=1e-6)
         self.head_standardizer = (HeadStandardizer(self.num_features) if head_standardize
                                   else nn.Identity())
+        self.head_standardize = head_standardize
+        self.has_unimodal_heads = unimodal_heads
         self._init_weights()
         self.reset_classifier(num_classes, head_init_scale)
 
@@ -126,27 +136,28 @@ class AVFClassifier(nn.Module):
     def reset_classifier(
         self, num_classes: int | Mapping[str, int], init_scale: float = 1e-3
     ) -> None:
-        """Replace the head(s) with fresh ones (trunc-normal 0.02 × ``init_scale``, zero bias)."""
+        """Replace the head(s), and the unimodal heads where the model has them, with fresh ones
+        (trunc-normal 0.02 × ``init_scale``, zero bias)."""
         self.num_classes = num_classes if isinstance(num_classes, int) else dict(num_classes)
-        for attr in ("head", "heads"):
+        for attr in ("head", "heads", "unimodal_heads"):
             if hasattr(self, attr):
                 delattr(self, attr)
+        device = self.fc_norm.weight.device
         if isinstance(num_classes, int):
-            self.head = self._new_head(num_classes, init_scale)
+            self.head = _new_head(self.num_features, num_classes, init_scale).to(device)
         else:
             if not num_classes:
                 raise ValueError("num_classes mapping is empty")
             self.heads = nn.ModuleDict(
-                {name: self._new_head(k, init_scale) for name, k in num_classes.items()}
-            )
-
-    def _new_head(self, k: int, init_scale: float) -> nn.Linear:
-        head = nn.Linear(self.num_features, k).to(self.fc_norm.weight.device)
-        trunc_normal_(head.weight, std=0.02)
-        with torch.no_grad():
-            head.weight.mul_(init_scale)
-        nn.init.zeros_(head.bias)
-        return head
+                {name: _new_head(self.num_features, k, init_scale)
+                 for name, k in num_classes.items()}
+            ).to(device)
+        if self.has_unimodal_heads:
+            self.unimodal_heads = nn.ModuleDict({
+                m: UnimodalHeads(self.scale.embed_dim, num_classes, init_scale,
+                                 self.head_standardize)
+                for m in ("video", "audio")
+            }).to(device)
 
     @staticmethod
     def _layer_mix(tokens: Tensor, weights: Tensor) -> Tensor:
@@ -155,22 +166,27 @@ class AVFClassifier(nn.Module):
 
     def forward_features(self, video: Tensor | None = None, audio: Tensor | None = None) -> Tensor:
         """The head input after ``fc_norm``: (B, 2C) for AV, (B, C) for one modality."""
+        return self._features(video, audio)[0]
+
+    def _features(self, video: Tensor | None,
+                  audio: Tensor | None) -> tuple[Tensor, dict[str, Tensor]]:
+        """The head input (B, F) and each encoder's own pooled features (B, C) by modality:
+        the layer-weighted region tokens averaged over regions, before any fusion."""
         for name, x in (("video", video), ("audio", audio)):
             if x is None and self.modality in ("av", name):
                 raise ValueError(f"the {self.modality!r} model needs the {name} input")
-        if self.modality == "video":
-            pooled = self._layer_mix(self.video_encoder(video), self.video_layer_weights).mean(1)
-        elif self.modality == "audio":
-            pooled = self._layer_mix(self.audio_encoder(audio), self.audio_layer_weights).mean(1)
-        else:
-            v, a = self.video_encoder(video), self.audio_encoder(audio)
-            query = torch.cat(
-                (self._layer_mix(v, self.video_layer_weights),
-                 self._layer_mix(a, self.audio_layer_weights)), dim=-1,
-            )
-            fused = self.fusion(v[:, :, -1], a[:, :, -1], query)
-            pooled = torch.cat((fused.video.mean(1), fused.audio.mean(1)), dim=-1)
-        return self.fc_norm(pooled)
+        tokens, mixed = {}, {}
+        for name, x in (("video", video), ("audio", audio)):
+            if self.modality in ("av", name):
+                tokens[name] = getattr(self, f"{name}_encoder")(x)
+                mixed[name] = self._layer_mix(tokens[name], getattr(self, f"{name}_layer_weights"))
+        own = {name: m.mean(1) for name, m in mixed.items()}
+        if self.modality != "av":
+            return self.fc_norm(own[self.modality]), own
+        v, a = tokens["video"], tokens["audio"]
+        fused = self.fusion(v[:, :, -1], a[:, :, -1], torch.cat((mixed["video"], mixed["audio"]),
+                                                                dim=-1))
+        return self.fc_norm(torch.cat((fused.video.mean(1), fused.audio.mean(1)), dim=-1)), own
 
     def forward_head(self, features: Tensor, head: str | None = None) -> Tensor | dict[str, Tensor]:
         features = self.head_standardizer(features)
@@ -185,10 +201,27 @@ class AVFClassifier(nn.Module):
         return self.heads[head](features)
 
     def forward(
-        self, video: Tensor | None = None, audio: Tensor | None = None, head: str | None = None
+        self, video: Tensor | None = None, audio: Tensor | None = None, head: str | None = None,
+        *, unimodal: bool = False,
     ) -> Tensor | dict[str, Tensor]:
-        """Logits (B, K), or a dict name → (B, K_name) for a multi-head model with ``head=None``."""
-        return self.forward_head(self.forward_features(video, audio), head)
+        """Logits (B, K), or a dict name → (B, K_name) for a multi-head model with ``head=None``.
+
+        ``unimodal=True`` (a model built with ``unimodal_heads``) gives (3, B, K) per head: the
+        logits, then those of the video encoder's and of the audio encoder's unimodal head, each
+        reading that encoder's own pooled features as a one-modality model's head does.
+        """
+        features, own = self._features(video, audio)
+        logits = self.forward_head(features, head)
+        if not unimodal:
+            return logits
+        if not self.has_unimodal_heads:
+            raise ValueError("this model was built without unimodal heads")
+        video_logits, audio_logits = (self.unimodal_heads[m](own[m], head)
+                                      for m in ("video", "audio"))
+        if isinstance(logits, Tensor):
+            return torch.stack((logits, video_logits, audio_logits))
+        return {name: torch.stack((logits[name], video_logits[name], audio_logits[name]))
+                for name in logits}
 
     # --- optimiser helpers -------------------------------------------------------------------
 
@@ -213,6 +246,40 @@ class AVFClassifier(nn.Module):
         """Parameters exempt from weight decay besides biases and norms (matched by suffix)."""
         keep = ("region_tokens", "layer_weights")
         return {n for n, _ in self.named_parameters() if n.split(".")[-1].endswith(keep)}
+
+
+class UnimodalHeads(nn.Module):
+    """One modality's training-only heads: LN → standardiser → linear, per dataset head, on that
+    encoder's own pooled features (B, C), like a one-modality model's head. They give each
+    encoder a loss of its own (``finetune.<stage>.unimodal_loss``), so the face encoder is
+    trained to predict even once the voice fits the labels; predictions never use them."""
+
+    def __init__(self, dim: int, num_classes: int | Mapping[str, int], init_scale: float,
+                 standardize: bool) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.standardizer = HeadStandardizer(dim) if standardize else nn.Identity()
+        self.single = isinstance(num_classes, int)
+        classes = {"head": num_classes} if isinstance(num_classes, int) else num_classes
+        self.heads = nn.ModuleDict({name: _new_head(dim, k, init_scale)
+                                    for name, k in classes.items()})
+
+    def forward(self, pooled: Tensor, head: str | None = None) -> Tensor | dict[str, Tensor]:
+        x = self.standardizer(self.norm(pooled))
+        if self.single:
+            return self.heads["head"](x)
+        if head is not None:
+            return self.heads[head](x)
+        return {name: h(x) for name, h in self.heads.items()}
+
+
+def _new_head(dim: int, k: int, init_scale: float) -> nn.Linear:
+    head = nn.Linear(dim, k)
+    trunc_normal_(head.weight, std=0.02)
+    with torch.no_grad():
+        head.weight.mul_(init_scale)
+    nn.init.zeros_(head.bias)
+    return head
 
 
 def _uniform_layer_weights(depth: int) -> nn.Parameter:

@@ -76,12 +76,17 @@ def load_pretrained_encoder(model: nn.Module, checkpoint: Mapping[str, object]) 
     return report
 
 
+#: name prefixes of the classification heads (fine-tuning's unimodal heads included)
+HEAD_PREFIXES = ("head.", "heads.", "unimodal_heads.")
+
+
 def load_matching(model: nn.Module, state: Mapping[str, Tensor], *, heads: bool) -> LoadReport:
     """Copy every tensor of ``state`` whose name and shape match into ``model``; classification
-    heads (``head``/``heads``) only with ``heads``. The one loader behind every other."""
+    heads (``head``/``heads``/``unimodal_heads``) only with ``heads``. The one loader behind
+    every other."""
     own = model.state_dict()
     loadable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape
-                and (heads or not k.startswith(("head.", "heads.")))}
+                and (heads or not k.startswith(HEAD_PREFIXES))}
     model.load_state_dict(loadable, strict=False)
     return LoadReport(
         loaded=sorted(loadable),

@@ -206,6 +206,11 @@ def stage_reads(params: Params, dataset: str, fold: int, stage: str) -> list[Pat
                      for producer, role in (("preprocess", "clips"), ("index", "index")))]
 
 
+def unimodal_heads(params: Params, cfg: StageConfig) -> bool:
+    """Whether a stage trains the unimodal heads: an AV model with ``unimodal_loss`` on."""
+    return cfg.unimodal_loss > 0 and params.finetune.modality == "av"
+
+
 def freeze_encoders(model: AVFClassifier) -> int:
     """Freeze both modality encoders (s2); returns the number of frozen tensors."""
     frozen = 0
@@ -250,22 +255,33 @@ class Objective:
                     batch["index"][sel], epoch)
         if self.cfg.modality_dropout > 0:  # the params check allows it for "av" only
             video, audio = self._drop_modality(video, audio, batch["index"], epoch)
-        logits = model(video.to(device), audio.to(device), head=None)
+        unimodal = unimodal_heads(self.params, self.cfg)
+        logits = model(video.to(device), audio.to(device), head=None, unimodal=unimodal)
+        # with the unimodal heads each head gives (joint, video, audio) logits
+        w = self.cfg.unimodal_loss
+        weights = (1.0, w, w) if unimodal else (1.0,)
         total = torch.zeros((), device=device)
         for name, task in self.tasks.items():
             sel = rows[name].to(device)
-            out = logits[name].float()
+            outs = logits[name].float() if unimodal else logits[name].float()[None]
             if not rows[name].any():
-                total = total + 0.0 * out.sum()
+                total = total + 0.0 * outs.sum()
                 continue
-            if task.regression:
-                target = batch["target"][rows[name]][:, self.columns[name]]
-                loss = regression_loss(out[sel], target.to(device).float(),
-                                       kind=self.params.finetune.regression_loss)
-            else:
-                loss = soft_target_cross_entropy(out[sel], soft[name].to(device))
-            total = total + loss * (int(rows[name].sum()) / len(names))
+            share = int(rows[name].sum()) / len(names)
+            for weight, out in zip(weights, outs):
+                total = total + weight * share * self._loss(task, name, out[sel], batch, rows,
+                                                            soft, device)
         return total
+
+    def _loss(self, task: Task, name: str, out: torch.Tensor, batch: dict[str, Any],
+              rows: dict[str, torch.Tensor], soft: dict[str, torch.Tensor],
+              device: torch.device) -> torch.Tensor:
+        """The loss of one head's logits ``out`` on its dataset's rows of the batch."""
+        if task.regression:
+            target = batch["target"][rows[name]][:, self.columns[name]]
+            return regression_loss(out, target.to(device).float(),
+                                   kind=self.params.finetune.regression_loss)
+        return soft_target_cross_entropy(out, soft[name].to(device))
 
     def _drop_modality(self, video: torch.Tensor, audio: torch.Tensor, index: torch.Tensor,
                        epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -330,7 +346,8 @@ def finetune(params: Params, stage: str, dataset: str, fold: int, resume: str = 
     val_set = eval_dataset(params, split_rows(params, dataset, fold, "val"), target)
 
     module = build_classifier(params, {ds: t.outputs for ds, t in tasks.items()},
-                              drop_path=cfg.drop_path).to(info.device)
+                              drop_path=cfg.drop_path,
+                              unimodal_heads=unimodal_heads(params, cfg)).to(info.device)
     origin = initialise(module, params, dataset, fold, stage)
     if cfg.freeze_encoders:
         freeze_encoders(module)
