@@ -48,9 +48,10 @@ def machine(device: str, threads: int) -> dict:
     """What the figures were measured on."""
     import torch
 
-    from avfmae.machine import cpu_has_bf16_matrix_units, cpu_model
+    from avfmae.machine import cpu_has_bf16_matrix_units, cpu_model, vector_isa
 
-    info = {"cpu": cpu_model(), "amx": cpu_has_bf16_matrix_units(), "threads": threads,
+    info = {"cpu": cpu_model(), "vector_isa": vector_isa(), "amx": cpu_has_bf16_matrix_units(),
+            "threads": threads,
             "torch": torch.__version__, "device": device}
     if device == "cuda":
         info["gpu"] = torch.cuda.get_device_name()

@@ -191,3 +191,16 @@ def test_claims_files_are_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     audio = next(c for c in claims["claims"] if c["claim"] == "av_vs_audio")
     assert audio["pairs"] == 0 and audio["p_value"] is None
     assert (Path(CLAIMS_OUTPUTS["plots"]) / "synthetic.png").stat().st_size > 1000
+
+
+def test_a_machine_record_names_the_vector_isa_its_numerics_depend_on():
+    """AMD EPYC names both Zen 3 (AVX2) and Zen 4 (AVX512), whose float results differ."""
+    import torch
+
+    from avfmae.machine import cpu_label, describe_machine
+
+    m = describe_machine("off")
+    assert m["vector_isa"] == torch.backends.cpu.get_cpu_capability()
+    assert m["precision"] == "fp32"
+    assert cpu_label({**MACHINE, "vector_isa": "AVX2"}) == "Test CPU (AVX2, AMX: no)"
+    assert cpu_label(MACHINE) == "Test CPU (AMX: no)"  # records made before the ISA was

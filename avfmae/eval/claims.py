@@ -27,6 +27,7 @@ import numpy as np
 from avfmae.eval.ablations import ABLATIONS, CLAIMS, Claim, experiment_name, in_modality_table
 from avfmae.eval.experiments import Run
 from avfmae.io import atomic_write_text, pyplot, save_figure
+from avfmae.machine import cpu_label
 from avfmae.pipeline import CLAIMS_OUTPUTS
 
 __all__ = ["MIN_PAIRS", "SIGNIFICANCE", "ClaimResult", "Side", "evaluate_claim",
@@ -144,7 +145,7 @@ def _machine_line(m: dict[str, Any]) -> str:
     if not m.get("cpu"):
         return f"not recorded ({m['runs']} runs; made before the report recorded machines)"
     device = m.get("gpu") or m.get("device", "?")
-    return (f"{m['cpu']} (AMX: {'yes' if m.get('amx') else 'no'}), {m.get('threads')} threads, "
+    return (f"{cpu_label(m)}, {m.get('threads')} threads, "
             f"torch {m.get('torch')}, {device}, {m.get('precision')} ({m['runs']} runs)")
 
 

@@ -30,7 +30,7 @@ from avfmae.data import registry
 from avfmae.errors import UserError
 from avfmae.eval.metrics import pooled_loso_metrics
 from avfmae.io import atomic_write_text, pyplot, save_figure
-from avfmae.machine import describe_machine
+from avfmae.machine import cpu_label, describe_machine
 
 log = logging.getLogger(__name__)
 
@@ -239,8 +239,8 @@ def _only(stats: dict[str, Any], metric: str) -> dict[str, Any]:
 
 def _machine_line(machine: dict[str, Any]) -> str:
     device = machine.get("gpu") or machine["device"]
-    return (f"Made on {machine['cpu']} (AMX: {'yes' if machine['amx'] else 'no'}, "
-            f"{machine['threads']} threads), torch {machine['torch']}, {device}, fine-tuning "
+    return (f"Made on {cpu_label(machine)}, {machine['threads']} threads, torch "
+            f"{machine['torch']}, {device}, fine-tuning "
             f"precision {machine['precision']}; figures differ across CPUs, precisions and seeds.")
 
 
