@@ -228,9 +228,11 @@ class Objective:
     differ across datasets), soft-target cross-entropy on that dataset's head. A levelled task
     (D dimensions of L levels) mixes its clips' level combinations as ``L**D`` joint classes,
     whose marginals are each dimension's mixed, smoothed target; its loss is the mean over
-    dimensions of the per-dimension cross-entropy. Regression: MSE or CCC. One forward pass
-    computes every head, and heads with no rows in the batch enter the loss with weight 0, so
-    DDP needs no ``find_unused_parameters``.
+    dimensions of the per-dimension cross-entropy. Regression: MSE or CCC. An AV model's stage
+    with ``unimodal_loss`` adds, per head, that weight times the same loss of the video and of
+    the audio unimodal head (docs/model.md §6.1). One forward pass computes every head, and
+    heads with no rows in the batch enter the loss with weight 0, so DDP needs no
+    ``find_unused_parameters``.
     """
 
     def __init__(self, params: Params, cfg: StageConfig, tasks: dict[str, Task], rank: int):
