@@ -174,6 +174,21 @@ def test_same_samples_whatever_the_number_of_workers(store):
     assert not torch.equal(ref[0][0][0], ref[1][0][0])  # epochs differ
 
 
+def test_fbank_does_not_depend_on_the_thread_count():
+    # loader workers run one thread, the training process several: the features must agree
+    wave = 0.1 * np.random.default_rng(0).standard_normal(48000).astype(np.float32)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        two = log_mel(wave)
+        assert torch.get_num_threads() == 2
+        torch.set_num_threads(1)
+        one = log_mel(wave)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, two)
+
+
 def test_load_split_selects_fold_and_part_and_drops_rejected(store, tmp_path):
     splits = pd.DataFrame({
         "clip_id": ["long", "short", "mid", "gone", "long", "short", "mid"],

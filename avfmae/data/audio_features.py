@@ -10,6 +10,9 @@ which pads the log-mel matrix with zeros.
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import numpy as np
 import torch
 import torchaudio.compliance.kaldi as kaldi
@@ -48,7 +51,30 @@ def log_mel(
     The waveform's mean is removed first (docs/model.md §1.4). ``pad='waveform'``: the waveform is
     zero-padded (or cut) to exactly ``target_frames`` frames before the filterbank;
     ``pad='fbank'``: the filterbank of the waveform as is, zero-padded/cut in the log domain.
+
+    Computed on one thread: torch's parallel reductions round differently with the thread
+    count, so the features, and every result trained on them, would otherwise depend on whether
+    a loader worker (one thread) or the training process (all cores) computed them.
     """
+    with _one_thread():
+        return _log_mel(wave, sample_rate, n_mels, target_frames, pad)
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _log_mel(wave: np.ndarray | torch.Tensor, sample_rate: int, n_mels: int,
+             target_frames: int, pad: str) -> torch.Tensor:
     x = torch.as_tensor(wave, dtype=torch.float32).reshape(1, -1)
     if x.shape[1]:
         x = x - x.mean()
