@@ -117,7 +117,6 @@ class AVFClassifier(nn.Module):
         self.fc_norm = nn.LayerNorm(self.num_features, eps=1e-6)
         self.head_standardizer = (HeadStandardizer(self.num_features) if head_standardize
                                   else nn.Identity())
-        self.head_standardize = head_standardize
         self.has_unimodal_heads = unimodal_heads
         self._init_weights()
         self.reset_classifier(num_classes, head_init_scale)
@@ -155,7 +154,7 @@ class AVFClassifier(nn.Module):
         if self.has_unimodal_heads:
             self.unimodal_heads = nn.ModuleDict({
                 m: UnimodalHeads(self.scale.embed_dim, num_classes, init_scale,
-                                 self.head_standardize)
+                                 isinstance(self.head_standardizer, HeadStandardizer))
                 for m in ("video", "audio")
             }).to(device)
 
@@ -194,11 +193,7 @@ class AVFClassifier(nn.Module):
             if head is not None:
                 raise ValueError("this model has a single head; call without head=")
             return self.head(features)
-        if head is None:
-            return {name: h(features) for name, h in self.heads.items()}
-        if head not in self.heads:
-            raise KeyError(f"no head {head!r}; heads: {list(self.heads)}")
-        return self.heads[head](features)
+        return _run_heads(self.heads, features, head)
 
     def forward(
         self, video: Tensor | None = None, audio: Tensor | None = None, head: str | None = None,
@@ -268,9 +263,16 @@ class UnimodalHeads(nn.Module):
         x = self.standardizer(self.norm(pooled))
         if self.single:
             return self.heads["head"](x)
-        if head is not None:
-            return self.heads[head](x)
-        return {name: h(x) for name, h in self.heads.items()}
+        return _run_heads(self.heads, x, head)
+
+
+def _run_heads(heads: nn.ModuleDict, x: Tensor, head: str | None) -> Tensor | dict[str, Tensor]:
+    """Head ``head``'s logits (B, K), or every head's by name for ``head=None``."""
+    if head is None:
+        return {name: h(x) for name, h in heads.items()}
+    if head not in heads:
+        raise KeyError(f"no head {head!r}; heads: {list(heads)}")
+    return heads[head](x)
 
 
 def _new_head(dim: int, k: int, init_scale: float) -> nn.Linear:
