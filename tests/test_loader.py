@@ -174,19 +174,29 @@ def test_same_samples_whatever_the_number_of_workers(store):
     assert not torch.equal(ref[0][0][0], ref[1][0][0])  # epochs differ
 
 
-def test_fbank_does_not_depend_on_the_thread_count():
-    # loader workers run one thread, the training process several: the features must agree
-    wave = 0.1 * np.random.default_rng(0).standard_normal(48000).astype(np.float32)
+def _with_threads(n: int, fn):
     threads = torch.get_num_threads()
+    torch.set_num_threads(n)
     try:
-        torch.set_num_threads(2)
-        two = log_mel(wave)
-        assert torch.get_num_threads() == 2
-        torch.set_num_threads(1)
-        one = log_mel(wave)
+        return fn()
     finally:
         torch.set_num_threads(threads)
-    assert torch.equal(one, two)
+
+
+def test_samples_do_not_depend_on_the_thread_count(store):
+    """Loader workers run one thread, the training process (num_workers 0) all cores: samples
+    must agree, or ``*.num_workers`` would not be result-neutral (avfmae/pipeline.py)."""
+    wave = 0.1 * np.random.default_rng(0).standard_normal(48000).astype(np.float32)
+    assert torch.equal(_with_threads(2, lambda: log_mel(wave)),
+                       _with_threads(1, lambda: log_mel(wave)))
+    assert _with_threads(2, lambda: (log_mel(wave), torch.get_num_threads())[1]) == 2
+    rows = load_store(store)
+    augmented = dict(rand_augment="rand-m7-n4-mstd0.5-inc1", reprob=0.25, min_crop_area=0.08)
+    for mode, kw in (("pretrain", {}), ("train", augmented), ("eval", {})):
+        ds = ClipDataset(rows, mode, seed=3, **kw)
+        two, one = (_with_threads(n, lambda: [ds[i] for i in range(len(ds))]) for n in (2, 1))
+        for a, b in zip(two, one):
+            assert torch.equal(a["video"], b["video"]) and torch.equal(a["audio"], b["audio"])
 
 
 def test_load_split_selects_fold_and_part_and_drops_rejected(store, tmp_path):
