@@ -17,6 +17,9 @@ face-free photos), 640×360 at 25 fps. Figures:
 - ``speed_720p``: the whole clip job (decode, detect, crop, encode, WAV) on a 1280×720 25 fps
   clip in this process, one thread: media seconds per CPU second (× real time per core) and the
   per-step breakdown.
+- ``decode_720p``: decoding the same clip alone (FFmpeg through PyAV, one thread, no frame
+  copied out): the ceiling of the whole job's real-time factor on this CPU, since every frame
+  of the source has to be decoded.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import json
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +79,7 @@ def speed(tmp: Path, seconds: float) -> None:
                                  n_frames=round(25 * seconds))
     video = rf.write_clip(tmp / "720p.mp4", frames)
     del frames
+    decode_ceiling(video, seconds)
     for pipe, s in PIPELINES.items():
         s = dataclasses.replace(s)
         job = ClipJob("speed", str(video), "", str(tmp / f"{pipe}.mp4"), str(tmp / f"{pipe}.wav"))
@@ -86,6 +91,24 @@ def speed(tmp: Path, seconds: float) -> None:
               realtime_x_per_core=round(best.stats["duration_s"] / best.timing["total"], 1),
               breakdown_ms={k: round(1000 * v, 1) for k, v in best.timing.items()
                             if k != "total"})
+
+
+def _decode_cpu_s(video: Path) -> float:
+    import av
+
+    start = time.process_time()
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "NONE"
+        for _ in container.decode(stream):
+            pass
+    return time.process_time() - start
+
+
+def decode_ceiling(video: Path, media_s: float) -> None:
+    cpu = min(_decode_cpu_s(video) for _ in range(4))
+    _emit(figure="decode_720p", media_s=media_s, cpu_s=round(cpu, 5),
+          realtime_x_per_core=round(media_s / cpu, 1))
 
 
 def main() -> None:
