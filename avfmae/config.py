@@ -260,7 +260,7 @@ class FinetuneConfig:
     amp: Literal["auto", "off", "bf16", "fp16"] = knob("auto")
     num_workers: int = knob(2, lo=0, hi=64)
     seed: int = knob(0, lo=0)
-    s1: StageConfig = knob(StageConfig(epochs=20, base_lr=3e-2, layer_decay=1.0))
+    s1: StageConfig = knob(StageConfig(epochs=12, base_lr=3e-2, layer_decay=1.0))
     s2: StageConfig = knob(StageConfig(epochs=3, base_lr=3e-2, freeze_encoders=True))
     s3: StageConfig = knob(StageConfig(epochs=6, base_lr=1e-2))
 
