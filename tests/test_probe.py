@@ -17,6 +17,7 @@ from avfmae.errors import UserError
 from avfmae.eval.metrics import uar
 from avfmae.eval.probe import fit_probe, probe
 from avfmae.pipeline import PROBE_OUTPUTS
+from avfmae.scales import get_scale
 from avfmae.train.pretrain import pretrain
 
 
@@ -61,8 +62,20 @@ def test_probe_of_an_audio_only_pretraining(micro_work: Path):
                        target["audio"]["pretrained"], target["video"]["input"],
                        target["audio"]["input"]):
             assert len(values) == 1 and 0.0 <= values[0] <= 1.0
+    scale = get_scale(params.model.scale, **params.model.overrides)
+    for target in result["uar_by_depth"].values():
+        assert target["video"]["pretrained"] is None
+        for modality, values in (("video", target["video"]["random"]),
+                                 ("audio", target["audio"]["random"]),
+                                 ("audio", target["audio"]["pretrained"])):
+            # the patch embedding, then every block
+            assert len(values) == 1 + getattr(scale, f"{modality}_depth")
+            assert all(len(v) == 1 and 0.0 <= v[0] <= 1.0 for v in values)
     text = report.read_text()
     # the fbank itself tells the voice patterns apart: the input column reads real inputs
     assert uars["voice_pattern"]["audio"]["input"] == [1.0]
     assert re.search(r"\| face_pattern \| video \| [0-9.]+ ± [0-9.]+ \| not pretrained \|", text)
     assert "| voice_pattern | audio |" in text and "Made on:" in text
+    assert re.search(r"\| face_pattern \| video \| 0 \| not pretrained \| [0-9.]+ ± ", text)
+    assert re.search(r"\| voice_pattern \| audio \| 0 \| [0-9.]+ ± [0-9.]+ \| [0-9.]+ ± "
+                     r"[0-9.]+ \| [+-][0-9.]+ \|", text)

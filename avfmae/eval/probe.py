@@ -9,7 +9,9 @@ split selects nothing) and its UAR on the fold's test clips, whose speakers it n
 Targets: the dataset's labels and, for the embedded ``synthetic`` set, its two factors (the
 face pattern, which video alone can tell, and the voice pattern, which audio alone can tell).
 A third column probes the encoders' input itself, area-averaged to a small grid: what a linear
-model finds without any encoder, the bar an encoder's features should clear.
+model finds without any encoder, the bar an encoder's features should clear. A second table
+probes each depth of the encoders (the mean patch embedding, then each block's region tokens):
+where along the encoder pretraining gains or loses what the head's input shows.
 
 Writes ``metrics/probe.json`` and ``reports/probe.md`` (paths in
 :data:`avfmae.pipeline.PROBE_OUTPUTS`).
@@ -49,6 +51,8 @@ MODALITIES = ("video", "audio")
 PENALTY = 1e-2
 #: side of the grid the input is area-averaged to for the no-encoder column
 INPUT_GRID = 40
+#: target → modality → init → per depth, per fold UAR (None: no weights for that modality)
+DepthUARs = dict[str, dict[str, dict[str, list[list[float]] | None]]]
 
 
 def probe_targets(task: Task, labels: np.ndarray) -> dict[str, tuple[np.ndarray, int]]:
@@ -100,9 +104,11 @@ def _windows(params: Params, rows: pd.DataFrame, task: Task,
 
 @torch.no_grad()
 def _features(params: Params, rows: pd.DataFrame, task: Task, modality: str,
-              encoder: Path | None) -> np.ndarray | None:
-    """``(N, C)`` window-averaged features of one modality's encoder, ``None`` when ``encoder``
-    holds no weights for it (a unimodal pretraining of the other modality)."""
+              encoder: Path | None) -> dict[str, np.ndarray] | None:
+    """Window-averaged ``(N, C)`` features of one modality's encoder by readout: ``head`` what
+    the classifier's head reads, ``depth0`` the mean patch embedding, ``depth<d>`` the region
+    tokens after block d (the encoder's LayerNorm, averaged over regions). ``None`` when
+    ``encoder`` holds no weights for the modality (a unimodal pretraining of the other one)."""
     one = dataclasses.replace(params, finetune=dataclasses.replace(params.finetune,
                                                                    modality=modality))
     torch.manual_seed(params.finetune.seed)  # the same random initialisation every time
@@ -114,13 +120,20 @@ def _features(params: Params, rows: pd.DataFrame, task: Task, modality: str,
             return None
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
-    out = []
+    encoder_module = getattr(model, f"{modality}_encoder")
+    out: dict[str, list[np.ndarray]] = {}
     for x in _windows(params, rows, task, modality):
         x = x.to(device)
         b, n_windows = x.shape[:2]
-        feats = model.forward_features(**{modality: x.flatten(0, 1)})
-        out.append(feats.view(b, n_windows, -1).mean(1).double().cpu().numpy())
-    return np.concatenate(out)
+        x = x.flatten(0, 1)
+        readouts = {"head": model.forward_features(**{modality: x}),
+                    "depth0": encoder_module.patch_embed(x).mean(1)}
+        by_block = encoder_module(x).mean(1)  # (B·W, depth, C)
+        readouts.update((f"depth{d + 1}", by_block[:, d]) for d in range(by_block.shape[1]))
+        for name, feats in readouts.items():
+            out.setdefault(name, []).append(
+                feats.view(b, n_windows, -1).mean(1).double().cpu().numpy())
+    return {name: np.concatenate(parts) for name, parts in out.items()}
 
 
 @torch.no_grad()
@@ -152,27 +165,34 @@ def probe(params: Params, dataset: str | None = None, encoder: str | None = None
     clips = pd.concat([r for parts in folds.values() for r in parts.values()])
     clips = clips.drop_duplicates("clip_id").reset_index(drop=True)
     position = {c: i for i, c in enumerate(clips["clip_id"])}
+    splits = [tuple([position[c] for c in parts[part].clip_id] for part in ("train", "test"))
+              for parts in folds.values()]
     targets = probe_targets(task, clips["label"].to_numpy())
     results: dict[str, dict[str, dict[str, list[float] | None]]] = {}
+    by_depth: DepthUARs = {}
     for modality in MODALITIES:
         for init in ("input", "pretrained", "random"):
             log.info("probe: %s features of %d %s clips (%s)", modality, len(clips), dataset, init)
-            feats = (_input_features(params, clips, task, modality) if init == "input" else
-                     _features(params, clips, task, modality,
-                               encoder_path if init == "pretrained" else None))
+            feats = ({"head": _input_features(params, clips, task, modality)} if init == "input"
+                     else _features(params, clips, task, modality,
+                                    encoder_path if init == "pretrained" else None))
             for name, (y, n_classes) in targets.items():
                 cell = results.setdefault(name, {}).setdefault(modality, {})
-                cell[init] = None if feats is None else [
-                    _fold_uar(feats, y, n_classes, [position[c] for c in parts["train"].clip_id],
-                              [position[c] for c in parts["test"].clip_id])
-                    for parts in folds.values()]
-    return _write(params, dataset, encoder_path, list(folds), results)
+                cell[init] = None if feats is None else _fold_uars(feats["head"], y, n_classes,
+                                                                   splits)
+                if init != "input":
+                    by_depth.setdefault(name, {}).setdefault(modality, {})[init] = (
+                        None if feats is None else
+                        [_fold_uars(feats[f"depth{d}"], y, n_classes, splits)
+                         for d in range(len(feats) - 1)])
+    return _write(params, dataset, encoder_path, list(folds), results, by_depth)
 
 
-def _fold_uar(feats: np.ndarray, y: np.ndarray, n_classes: int, train: list[int],
-              test: list[int]) -> float:
-    pred = fit_probe(feats[train], y[train], n_classes, feats[test])
-    return float(uar(y[test], pred, n_classes))
+def _fold_uars(feats: np.ndarray, y: np.ndarray, n_classes: int,
+               splits: list[tuple[list[int], list[int]]]) -> list[float]:
+    """The probe's test UAR on each (train rows, test rows) split of ``feats``."""
+    return [float(uar(y[test], fit_probe(feats[train], y[train], n_classes, feats[test]),
+                      n_classes)) for train, test in splits]
 
 
 def _cell(values: list[float] | None) -> str:
@@ -182,7 +202,8 @@ def _cell(values: list[float] | None) -> str:
 
 
 def _write(params: Params, dataset: str, encoder: Path, folds: list[int],
-           results: dict[str, dict[str, dict[str, list[float] | None]]]) -> Path:
+           results: dict[str, dict[str, dict[str, list[float] | None]]],
+           by_depth: DepthUARs) -> Path:
     machine = describe_machine("off")
     lines = ["# Linear probe of the frozen encoders", "",
              f"`avfmae probe` on `{dataset}`, folds {folds}: a logistic regression on each "
@@ -201,10 +222,31 @@ def _write(params: Params, dataset: str, encoder: Path, folds: list[int],
             gain = "–" if pre is None else f"{np.mean(pre) - np.mean(rnd):+.3f}"
             lines.append(f"| {name} | {modality} | {_cell(cell['input'])} | {_cell(pre)} "
                          f"| {_cell(rnd)} | {gain} |")
+    lines += _depth_table(by_depth)
     report, metrics = Path(PROBE_OUTPUTS["report"]), Path(PROBE_OUTPUTS["metrics"])
     atomic_write_text(metrics, json.dumps({"dataset": dataset, "encoder": str(encoder),
                                            "folds": folds, "penalty": PENALTY,
                                            "input_grid": INPUT_GRID,
-                                           "machine": machine, "uar": results}, indent=2) + "\n")
+                                           "machine": machine, "uar": results,
+                                           "uar_by_depth": by_depth}, indent=2) + "\n")
     atomic_write_text(report, "\n".join(lines) + "\n")
     return report
+
+
+def _depth_table(by_depth: DepthUARs) -> list[str]:
+    """Markdown lines: each target and modality probed at every depth of the encoder."""
+    lines = ["", "## By depth", "",
+             "The same probe on each stage of the encoder: depth 0 is the mean patch embedding "
+             "(a linear map of the mean patch, before any block), depth d the region tokens "
+             "after block d averaged over regions; the table above reads the head's input, "
+             "a mix of all blocks.", "",
+             "| target | features | depth | pretrained | random init | pretrained − random |",
+             "|---|---|---|---|---|---|"]
+    for name, by_modality in by_depth.items():
+        for modality, cell in by_modality.items():
+            pre = cell["pretrained"]
+            for d, rnd in enumerate(cell["random"]):
+                gain = "–" if pre is None else f"{np.mean(pre[d]) - np.mean(rnd):+.3f}"
+                lines.append(f"| {name} | {modality} | {d} | "
+                             f"{_cell(None if pre is None else pre[d])} | {_cell(rnd)} | {gain} |")
+    return lines
