@@ -120,15 +120,18 @@ def _features(params: Params, rows: pd.DataFrame, task: Task, modality: str,
             return None
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
+    # the head's forward pass also computes the depths: keep what its encoder returns
     encoder_module = getattr(model, f"{modality}_encoder")
+    seen: dict[str, torch.Tensor] = {}
+    for key, module in (("embedding", encoder_module.patch_embed), ("blocks", encoder_module)):
+        module.register_forward_hook(lambda _m, _in, y, key=key: seen.__setitem__(key, y))
     out: dict[str, list[np.ndarray]] = {}
     for x in _windows(params, rows, task, modality):
         x = x.to(device)
         b, n_windows = x.shape[:2]
-        x = x.flatten(0, 1)
-        readouts = {"head": model.forward_features(**{modality: x}),
-                    "depth0": encoder_module.patch_embed(x).mean(1)}
-        by_block = encoder_module(x).mean(1)  # (B·W, depth, C)
+        readouts = {"head": model.forward_features(**{modality: x.flatten(0, 1)}),
+                    "depth0": seen["embedding"].mean(1)}
+        by_block = seen["blocks"].mean(1)  # (B·W, depth, C)
         readouts.update((f"depth{d + 1}", by_block[:, d]) for d in range(by_block.shape[1]))
         for name, feats in readouts.items():
             out.setdefault(name, []).append(
