@@ -171,7 +171,7 @@ STAGES: tuple[Stage, ...] = (
         outs={"predictions": "predictions/{ds}/fold{fold}.npz"},
         files={"test": "metrics/{ds}/fold{fold}/test.json"},
         plots={"confusion": "plots/evaluate/{ds}/fold{fold}.csv"},
-        # the last of finetune.stages is evaluated; the classifier is built (head init
+        # every one of finetune.stages is scored; the classifier is built (head init
         # included) before its weights are loaded
         params=("model", "eval", "finetune.modality", "finetune.stages",
                 "finetune.head_init_scale", "finetune.head_standardize"),
@@ -260,9 +260,9 @@ def stage_inputs(name: str, params: Params, wildcards: dict[str, str]) -> dict[s
         init = _previous_model(name.removeprefix("finetune_"), params)
         if init:
             deps["init"] = _fill(init, params, **wildcards)
-    if name == "evaluate":
-        last = params.finetune.stages[-1]
-        deps["model"] = _fill(stage(f"finetune_{last}").outs["model"], params, **wildcards)
+    if name == "evaluate":  # every stage's selected model is scored on test
+        deps["model"] = [_fill(stage(f"finetune_{st}").outs["model"], params, **wildcards)
+                         for st in params.finetune.stages]
     return deps
 
 

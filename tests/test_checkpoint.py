@@ -16,6 +16,8 @@ import pytest
 import torch
 from torch import nn
 
+from avfmae.errors import UserError
+from avfmae.models.loading import load_weights_into
 from avfmae.train import amp, checkpoint, distributed, mixup, optim
 from tiny_train import run_in_process
 
@@ -123,6 +125,15 @@ def test_export_and_load_weights(tmp_path):
     fresh = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 3))
     fresh.load_state_dict(state)
     assert torch.equal(fresh[1].weight, model[0].weight)
+
+
+def test_a_model_to_be_scored_must_be_filled_by_its_checkpoint(tmp_path):
+    path = checkpoint.export_weights(nn.Sequential(nn.Linear(3, 3)), tmp_path / "w.safetensors",
+                                     {"stage": "s1"})
+    bigger = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 2))
+    assert load_weights_into(bigger, path, heads=True) == ["0.bias", "0.weight"]
+    with pytest.raises(UserError, match=r"does not fill this model .*random init: 1 \(2"):
+        load_weights_into(bigger, path, heads=True, complete=True)
 
 
 def test_unwrap_model_through_compile_wrapper():

@@ -26,14 +26,15 @@ MACHINE = {"cpu": "Test CPU", "amx": False, "threads": 2, "torch": "2.x", "devic
 
 
 def run(config: str, seed: int, folds: dict[int, float], state: str = "success",
-        val: dict[str, float] | None = None) -> Run:
+        val: dict[str, float] | None = None, test: dict[str, float] | None = None) -> Run:
     o = ablation(config).overrides
     pretrained = "none" if o.get("finetune.init") == "random" else o.get("pretrain.modality", "av")
     modalities = (pretrained, o.get("finetune.modality", "av"))
     return Run(f"{config}-seed{seed}", config, seed, state,
                scores={("synthetic", f): v for f, v in folds.items()},
                metric={"synthetic": "uar"}, machine=MACHINE, modalities=modalities,
-               val_by_stage={"synthetic": val} if val else {})
+               val_by_stage={"synthetic": val} if val else {},
+               test_by_stage={"synthetic": test} if test else {})
 
 
 def test_sides_pairs_and_wins():
@@ -92,7 +93,8 @@ def _exp(name: str, state: str, params: dict, summary: dict | None, error: dict 
 def test_exp_show_json_is_parsed_into_runs():
     params = {"finetune": {"seed": 1, "modality": "video"}, "pretrain": {"seed": 1}}
     summary = {"synthetic": {"test": {}, "test_by_fold": {"uar": {"1": 0.5, "2": 0.25}},
-                             "val_by_stage": {"s1": 0.5, "s3": 0.75}},
+                             "val_by_stage": {"s1": 0.5, "s3": 0.75},
+                             "test_by_stage": {"s1": 0.25, "s3": 0.5}},
                "machine": MACHINE}
     data = [{"rev": "workspace", "data": {}},
             {"rev": "0123456789abcdef", "name": "main", "experiments": [
@@ -109,6 +111,7 @@ def test_exp_show_json_is_parsed_into_runs():
     assert ok.usable and ok.scores == {("synthetic", 1): 0.5, ("synthetic", 2): 0.25}
     assert ok.metric == {"synthetic": "uar"} and ok.machine == MACHINE
     assert ok.val_by_stage == {"synthetic": {"s1": 0.5, "s3": 0.75}}
+    assert ok.test_by_stage == {"synthetic": {"s1": 0.25, "s3": 0.5}}
     assert by_name["video-seed2"].state == "failed"
     assert by_name["audio-seed1"].state == "queued"
     assert by_name["audio-seed3"].state == "params differ from its name"
@@ -173,8 +176,8 @@ def test_report_summary_keeps_the_selection_metric_per_fold():
 
 def test_claims_files_are_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(tmp_path)
-    runs = [run("av", s, {1: 0.6, 2: 0.7}, val={"s1": 0.5, "s2": 0.5, "s3": 0.5 + s / 10})
-            for s in range(3)] + [
+    runs = [run("av", s, {1: 0.6, 2: 0.7}, val={"s1": 0.5, "s2": 0.5, "s3": 0.5 + s / 10},
+                test={"s1": 0.7 - s / 10, "s2": 0.6, "s3": 0.65}) for s in range(3)] + [
         run("video", s, {1: 0.4, 2: 0.5}) for s in range(3)] + [
         run("audio", 0, {}, state="failed")]
     report = write_claims(runs, "0123456789abcdef")
@@ -185,6 +188,9 @@ def test_claims_files_are_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert "Test CPU (AMX: no), 2 threads, torch 2.x, cpu, fp32 (6 runs)" in text
     assert ("| av | 3 | s1 0.500 ± 0.000 → s2 0.500 ± 0.000 → s3 0.600 ± 0.100 | "
             "+0.100, higher in 2 of 3 |") in text
+    assert "### Test by fine-tuning stage" in text
+    assert ("| av | 3 | s1 0.600 ± 0.100 → s2 0.600 ± 0.000 → s3 0.650 ± 0.000 | "
+            "+0.050, higher in 2 of 3 |") in text
     claims = json.loads(Path(CLAIMS_OUTPUTS["metrics"]).read_text())
     first = next(c for c in claims["claims"] if c["claim"] == "av_vs_video")
     assert first["wins"] == 6 and first["p_value"] == pytest.approx(1 / 64)

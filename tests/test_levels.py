@@ -144,10 +144,14 @@ def test_evaluate_outputs_and_report_section_per_dimension(write_params, tmp_pat
                                         "val_best": {"weighted_f1": 0.5}}))
         pred = _predictions()
         metrics = task_metrics(task, pred)
-        _write_results(params, task.dataset, fold, task, params.finetune.stages[-1],
-                       {"best_epoch": 0, "selection_metric": "weighted_f1",
-                        "val_best": {"weighted_f1": 0.5}},
-                       rows, {"best": metrics, "last": metrics}, {"best": pred, "last": pred})
+        first_stage = {**metrics, "weighted_f1": 0.25}
+        selections = {st: {"best_epoch": 0, "selection_metric": "weighted_f1",
+                           "val_best": {"weighted_f1": 0.5}} for st in params.finetune.stages}
+        by_stage = {st: first_stage if st == params.finetune.stages[0] else metrics
+                    for st in params.finetune.stages}
+        _write_results(params, task.dataset, fold, task, selections, rows,
+                       {"best": metrics, "last": metrics}, {"best": pred, "last": pred},
+                       by_stage)
     test = json.loads(pipeline.path("evaluate", "test", params, ds=task.dataset,
                                     fold=1).read_text())
     assert test["dimensions"] == ["arousal", "valence"]
@@ -162,6 +166,9 @@ def test_evaluate_outputs_and_report_section_per_dimension(write_params, tmp_pat
     summary: dict = {}
     text = "\n".join(_dataset_section(params, task.dataset, summary))
     assert "### Test per dimension" in text
+    assert summary[task.dataset]["test_by_stage"] == {
+        "s1": 0.25, "s2": metrics["weighted_f1"], "s3": metrics["weighted_f1"]}
+    assert "### Test score by fine-tuning stage" in text
     assert "| arousal | 1.0000 ± 0.0000 |" in text
     per_dim = summary[task.dataset]["test_by_dimension"]
     assert set(per_dim) == {"arousal", "valence"} and set(per_dim["valence"]) == {

@@ -1,5 +1,5 @@
 """The real pretrain / finetune / evaluate stages on the micro synthetic store: leakage guard,
-frozen encoders in s2, deterministic evaluation, exact resume after SIGTERM, and DDP (2 × gloo
+frozen encoders in s2, every stage scored on test, deterministic evaluation, exact resume after SIGTERM, and DDP (2 × gloo
 through real torchrun) matching one process."""
 
 from __future__ import annotations
@@ -64,6 +64,15 @@ def test_s2_trains_fusion_and_head_with_encoders_frozen(micro_work: Path):
     changed = [k for k in trained if k in before and not torch.equal(before[k], after[k])]
     assert any(k.startswith("fusion.") for k in changed)
     assert any(k.startswith("fc_norm.") for k in changed)
+
+    cli("evaluate", "--dataset", "synthetic", "--fold", "1")
+    result = json.loads(Path("metrics/synthetic/fold1/test.json").read_text())
+    by_stage = result["test_by_stage"]
+    assert list(by_stage) == ["s1", "s2"]
+    assert by_stage["s2"] == {"epoch": result["selected"]["epoch"], **result["test"]}
+    s1 = json.loads(Path("metrics/synthetic/fold1/s1.json").read_text())
+    assert by_stage["s1"]["epoch"] == s1["best_epoch"]
+    assert set(by_stage["s1"]) == set(by_stage["s2"])
 
 
 def _pretrain_then_evaluate_setup() -> None:

@@ -7,7 +7,8 @@ no test is reported: with n pairs the smallest one-sided p it can give is 2⁻�
 than five even a win in every pair could not reach 0.05. Runs that failed, are still queued or
 never ran are listed, never silently dropped. The configurations that differ from the main job
 only in what is pretrained and fine-tuned also fill a pretraining × fine-tuning modality table,
-and every configuration's runs give the validation score each fine-tuning stage ended on.
+and every configuration's runs give the validation and test score of each fine-tuning stage's
+selected model.
 
 Writes ``reports/claims.md``, ``metrics/claims.json`` and ``plots/claims/<dataset>.png``
 (paths in :data:`avfmae.pipeline.CLAIMS_OUTPUTS`).
@@ -195,13 +196,15 @@ def _modality_table(runs: list[Run], dataset: str) -> list[str]:
             "", *lines, ""]
 
 
-def _stage_table(runs: list[Run], dataset: str) -> list[str]:
-    """Per configuration, each fine-tuning stage's selected validation score (mean over folds,
-    then mean ± std over seeds) and how often the last stage ends above the first."""
+def _stage_table(runs: list[Run], dataset: str, split: str) -> list[str]:
+    """Per configuration, each fine-tuning stage's selected model's ``validation`` or ``test``
+    score (mean over folds, then mean ± std over seeds) and how often the last stage ends above
+    the first."""
+    attr = {"validation": "val_by_stage", "test": "test_by_stage"}[split]
     lines = []
     for config in [a.name for a in ABLATIONS]:
-        by_seed = [r.val_by_stage[dataset] for r in runs
-                   if r.usable and r.config == config and dataset in r.val_by_stage]
+        by_seed = [getattr(r, attr)[dataset] for r in runs
+                   if r.usable and r.config == config and dataset in getattr(r, attr)]
         # the stages every seed ran; config keeps finetune.stages in name order, the run order
         stages = sorted(set.intersection(*(set(v) for v in by_seed))) if by_seed else []
         if not stages:
@@ -214,11 +217,13 @@ def _stage_table(runs: list[Run], dataset: str) -> list[str]:
             f"{s} {c}" for s, c in zip(stages, cells)) + f" | {gain} |")
     if not lines:
         return []
-    return ["### Validation by fine-tuning stage", "",
-            "Each stage's selected validation score, mean over folds, then mean ± std over "
-            "seeds; these are the scores epochs were selected on, so each is an optimistic "
-            "estimate, and the gain compares the last stage with the first per seed.", "",
-            "| configuration | seeds | validation by stage | last − first stage |",
+    caveat = ("these are the scores epochs were selected on, so each is an optimistic estimate"
+              if split == "validation" else
+              "each stage's model was selected on validation; nothing is chosen on these")
+    return [f"### {split.capitalize()} by fine-tuning stage", "",
+            f"Each stage's selected model's {split} score, mean over folds, then mean ± std over "
+            f"seeds; {caveat}; the gain compares the last stage with the first per seed.", "",
+            f"| configuration | seeds | {split} by stage | last − first stage |",
             "|---|---|---|---|", *lines, ""]
 
 
@@ -269,7 +274,8 @@ def write_claims(runs: list[Run], baseline: str = "") -> Path:
         figure = _plot(runs, ds, metric)
         lines += [f"## {ds} (test {metric})", "", *_claims_table(
             [r for r in results if r.dataset == ds]), "", *_modality_table(runs, ds),
-            *_stage_table(runs, ds), "### Runs",
+            *_stage_table(runs, ds, "validation"), *_stage_table(runs, ds, "test"),
+            "### Runs",
             "", *_runs_table(runs, ds), ""]
         if figure is not None:
             lines += [f"![{ds}](../{figure.as_posix()})", ""]
@@ -298,6 +304,6 @@ def _json(results: list[ClaimResult], runs: list[Run], skipped: list[dict[str, s
                                                  for d, _ in r.scores})},
             "runs": [{"experiment": r.experiment, "config": r.config, "seed": r.seed,
                       "scores": {f"{ds}/fold{f}": s for (ds, f), s in sorted(r.scores.items())},
-                      "val_by_stage": r.val_by_stage}
+                      "val_by_stage": r.val_by_stage, "test_by_stage": r.test_by_stage}
                      for r in runs if r.usable],
             "without_figures": skipped}

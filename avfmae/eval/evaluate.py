@@ -3,6 +3,8 @@
 Evaluation never selects anything: the fine-tuning stage picked its epoch on validation; here
 the test split of a fold is predicted once with the selected (best-on-validation) weights of the
 last enabled stage, and once with its last-epoch weights (reported separately, labelled as such).
+The selected weights of every earlier enabled stage are scored on the same split too, so what each
+stage adds is measured on test; those figures are reported and never used to choose anything.
 Every clip is seen as ``eval.num_windows`` fixed temporal windows whose softmax probabilities
 (CEA, MER; per dimension for levelled DEA) or outputs (DEA regression) are averaged.
 Predictions are gathered from all ranks before any metric is computed.
@@ -33,35 +35,55 @@ log = logging.getLogger(__name__)
 
 
 def evaluate(params: Params, dataset: str, fold: int) -> Path:
-    """The evaluate stage: test metrics of the selected and the last-epoch model of a fold."""
+    """The evaluate stage: test metrics of the selected and the last-epoch model of a fold's
+    last stage, and of the selected model of each earlier stage."""
     info = init_distributed()
     task = task_of(params, dataset)
-    stage = params.finetune.stages[-1]
-    model_dir = pipeline.path(f"finetune_{stage}", "model", params, ds=dataset, fold=fold)
-    selection_path = pipeline.path(f"finetune_{stage}", "selection", params, ds=dataset,
-                                   fold=fold)
-    if not (model_dir / "best.safetensors").is_file() or not selection_path.is_file():
-        raise UserError(f"{model_dir}: no fine-tuned model; run `avfmae finetune --stage {stage} "
-                        f"--dataset {dataset} --fold {fold}` first")
-    selection = json.loads(selection_path.read_text())
+    stages = params.finetune.stages
+    selections = {st: _selection(params, st, dataset, fold) for st in stages}
     rows = split_rows(params, dataset, fold, "test")
     data = eval_dataset(params, rows, task)
+
+    def scored(stage: str, which: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        model = build_classifier(params, {dataset: task.outputs}).to(info.device)
+        load_weights_into(model, _model_dir(params, stage, dataset, fold)
+                          / f"{which}.safetensors", heads=True, complete=True)
+        pred = predict(model, data, task, batch_size=params.eval.batch_size,
+                       device=info.device)
+        return task_metrics(task, pred), pred
+
     results, preds = {}, {}
     for which in ("best", "last"):
-        model = build_classifier(params, {dataset: task.outputs}).to(info.device)
-        load_weights_into(model, model_dir / f"{which}.safetensors", heads=True)
-        preds[which] = predict(model, data, task, batch_size=params.eval.batch_size,
-                               device=info.device)
-        results[which] = task_metrics(task, preds[which])
+        results[which], preds[which] = scored(stages[-1], which)
+    by_stage = {st: scored(st, "best")[0] for st in stages[:-1]}
+    by_stage[stages[-1]] = results["best"]
     if is_main_process():
-        _write_results(params, dataset, fold, task, stage, selection, rows, results, preds)
+        _write_results(params, dataset, fold, task, selections, rows, results, preds,
+                       by_stage)
     cleanup_distributed()
     return pipeline.path("evaluate", "test", params, ds=dataset, fold=fold)
 
 
-def _write_results(params: Params, dataset: str, fold: int, task: Task, stage: str,
-                   selection: dict[str, Any], rows: pd.DataFrame,
-                   results: dict[str, dict[str, Any]], preds: dict[str, dict]) -> None:
+def _model_dir(params: Params, stage: str, dataset: str, fold: int) -> Path:
+    return pipeline.path(f"finetune_{stage}", "model", params, ds=dataset, fold=fold)
+
+
+def _selection(params: Params, stage: str, dataset: str, fold: int) -> dict[str, Any]:
+    """The selection record of a fine-tuned stage; a user error when the stage has not run."""
+    model_dir = _model_dir(params, stage, dataset, fold)
+    path = pipeline.path(f"finetune_{stage}", "selection", params, ds=dataset, fold=fold)
+    if not (model_dir / "best.safetensors").is_file() or not path.is_file():
+        raise UserError(f"{model_dir}: no fine-tuned model; run `avfmae finetune --stage {stage} "
+                        f"--dataset {dataset} --fold {fold}` first")
+    return json.loads(path.read_text())
+
+
+def _write_results(params: Params, dataset: str, fold: int, task: Task,
+                   selections: dict[str, dict[str, Any]], rows: pd.DataFrame,
+                   results: dict[str, dict[str, Any]], preds: dict[str, dict],
+                   by_stage: dict[str, dict[str, Any]]) -> None:
+    stage = params.finetune.stages[-1]
+    selection = selections[stage]
     best = preds["best"]
     clip_ids = rows["clip_id"].to_numpy()[best["index"]]
     summary = {
@@ -71,6 +93,8 @@ def _write_results(params: Params, dataset: str, fold: int, task: Task, stage: s
                      "metric": selection["selection_metric"], "val": selection["val_best"]},
         "test": scalars(results["best"]),
         "test_last_epoch": scalars(results["last"]),
+        "test_by_stage": {st: {"epoch": selections[st]["best_epoch"], **scalars(r)}
+                          for st, r in by_stage.items()},
     }
     if task.levelled:
         summary["dimensions"] = list(task.dimensions)

@@ -10,8 +10,9 @@ queued and put back at once; the experiment then carries its own graph.
 
 Reading uses ``dvc exp show --json``: each experiment's params, its state (success, failed,
 queued, running) and its ``metrics/summary.json``, whose ``test_by_fold`` holds the per-fold
-test score, ``val_by_stage`` each fine-tuning stage's selected validation score and ``machine``
-the machine the run was made on (written by the report stage).
+test score, ``val_by_stage`` and ``test_by_stage`` each fine-tuning stage's selected model's
+validation and test score and ``machine`` the machine the run was made on (written by the report
+stage).
 """
 
 from __future__ import annotations
@@ -59,8 +60,10 @@ class Run:
     machine: dict[str, Any] = field(default_factory=dict)
     #: (pretrained modality or "none" for random init, fine-tuned modality) from its params
     modalities: tuple[str, str] | None = None
-    #: dataset → fine-tuning stage → its selected validation score, mean over folds
+    #: dataset → fine-tuning stage → its selected model's validation score, mean over folds
     val_by_stage: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: the same model's test score (reported only: nothing is selected on it)
+    test_by_stage: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def usable(self) -> bool:
@@ -174,8 +177,13 @@ def _run(name: str, config: str, seed: int, state: str, rev: dict[str, Any]) -> 
                    f"{SUMMARY} has no test_by_fold (made before it was added?)")
     return Run(name, config, seed, "success", scores=scores, metric=metric,
                machine=summary.get("machine", {}), modalities=_modalities(data.get("params", {})),
-               val_by_stage={ds: r["val_by_stage"] for ds, r in summary.items()
-                             if isinstance(r, dict) and r.get("val_by_stage")})
+               val_by_stage=_by_stage(summary, "val_by_stage"),
+               test_by_stage=_by_stage(summary, "test_by_stage"))
+
+
+def _by_stage(summary: dict[str, Any], key: str) -> dict[str, dict[str, float]]:
+    """dataset → stage → score of a report summary's ``val_by_stage`` or ``test_by_stage``."""
+    return {ds: r[key] for ds, r in summary.items() if isinstance(r, dict) and r.get(key)}
 
 
 def _param(params: dict[str, Any], dotted: str) -> Any:

@@ -1,8 +1,9 @@
 """The report stage: per-dataset fold tables (mean ± std), for micro-expression datasets the
 figures pooled over the leave-one-subject-out folds, for dimensional regression a table per
 dimension and predicted-vs-true scatter plots, for levelled dimensional datasets a weighted-F1 /
-UAR table per dimension and a confusion matrix per dimension, a cross-dataset summary, the s1 → s2 → s3
-comparison on validation, confusion matrices (classification only) and training curves.
+UAR table per dimension and a confusion matrix per dimension, a cross-dataset summary, the
+s1 → s2 → s3 comparison on validation and on test, confusion matrices (classification only) and
+training curves.
 
 Reads only what the evaluate and fine-tune stages wrote (``metrics/<ds>/fold<k>/test.json``,
 ``metrics/<ds>/fold<k>/<stage>.json``, ``plots/evaluate/<ds>/fold<k>.csv``, the curves under
@@ -63,10 +64,18 @@ def mean_std(table: pd.DataFrame) -> dict[str, dict[str, float]]:
     return {c: {"mean": float(table[c].mean()), "std": float(std[c])} for c in table.columns}
 
 
-def stage_comparison(params: Params, dataset: str) -> pd.DataFrame:
-    """Validation score of each fine-tuning stage per fold (model selection never sees test)."""
+def stage_comparison(params: Params, dataset: str, split: str = "validation") -> pd.DataFrame:
+    """The selection metric of each fine-tuning stage's selected model per fold, on
+    ``validation`` (what its epoch was selected on) or on ``test`` (reported, never selected
+    on)."""
     rows = {}
     for fold in params.data.folds:
+        if split == "test":
+            result = _read_json(pipeline.path("evaluate", "test", params, ds=dataset, fold=fold))
+            metric = result["selected"]["metric"]
+            rows[fold] = {st: result["test_by_stage"][st][metric]
+                          for st in params.finetune.stages}
+            continue
         rows[fold] = {}
         for st in params.finetune.stages:
             sel = _read_json(pipeline.path(f"finetune_{st}", "selection", params, ds=dataset,
@@ -248,7 +257,7 @@ def _dataset_section(params: Params, ds: str, summary: dict[str, Any]) -> list[s
     """The report lines of one dataset; fills ``summary[ds]``."""
     test = fold_table(params, ds, "test")
     last = fold_table(params, ds, "test_last_epoch")
-    stages = stage_comparison(params, ds)
+    stages, test_stages = stage_comparison(params, ds), stage_comparison(params, ds, "test")
     first = _read_json(pipeline.path("evaluate", "test", params, ds=ds,
                                      fold=params.data.folds[0]))
     labels = first.get("labels", [])
@@ -259,16 +268,22 @@ def _dataset_section(params: Params, ds: str, summary: dict[str, Any]) -> list[s
         per_dim = [f"{m}_{d}" for d in dims for m in test.columns if f"{m}_{d}" in test.columns]
         test, last = test.drop(columns=per_dim), last.drop(columns=per_dim)
     stats, last_stats, stage_stats = mean_std(test), mean_std(last), mean_std(stages)
+    test_stage_stats = mean_std(test_stages)
     selected = first.get("selected", {}).get("metric", "")
     # dvc metrics/exp show list every key: the headline figures only, details stay in files
     summary[ds] = {"test": stats, "test_last_epoch": _only(last_stats, selected),
                    "val_by_stage": {st: v["mean"] for st, v in stage_stats.items()},
+                   "test_by_stage": {st: v["mean"] for st, v in test_stage_stats.items()},
                    "test_by_fold": fold_scores(test, first)}
     sections = [f"## {ds}", "", "### Test (selected on validation)", "",
                 _markdown_table(test, stats), "",
                 "### Test at the last epoch", "", _markdown_table(last, last_stats), "",
                 "### Validation score by fine-tuning stage", "",
-                _markdown_table(stages, stage_stats), ""]
+                _markdown_table(stages, stage_stats), "",
+                "### Test score by fine-tuning stage", "",
+                "Each stage's selected model on the test split: what every stage adds, "
+                "measured; reported only, no choice is made on it.", "",
+                _markdown_table(test_stages, test_stage_stats), ""]
     predictions = fold_predictions(params, ds, regression)
     figures = [_curves_figure(params, ds)]
     if dims:

@@ -97,12 +97,16 @@ def load_matching(model: nn.Module, state: Mapping[str, Tensor], *, heads: bool)
     )
 
 
-def load_weights_into(model: nn.Module, path: Path, *, heads: bool) -> list[str]:
+def load_weights_into(model: nn.Module, path: Path, *, heads: bool,
+                      complete: bool = False) -> list[str]:
     """Load the matching tensors of our checkpoint ``path`` (see :func:`load_matching`);
     returns the loaded names. No matching tensor at all is a user error (another scale or
-    modality)."""
+    modality); with ``complete`` so is any tensor of ``model`` the checkpoint does not fill
+    (a model to be scored must not keep freshly initialised parts)."""
     report = load_matching(model, load_weights(path), heads=heads)
     if not report.loaded:
         raise UserError(f"{path}: no tensor matches this model (different scale or modality?)")
+    if complete and report.missing:
+        raise UserError(f"{path}: does not fill this model ({report.parts()}); was it "
+                        "trained with other model or finetune params?")
     return report.loaded
-
