@@ -219,7 +219,7 @@ def _stage_table(runs: list[Run], dataset: str, split: str) -> list[str]:
         return []
     caveat = ("these are the scores epochs were selected on, so each is an optimistic estimate"
               if split == "validation" else
-              "each stage's model was selected on validation; nothing is chosen on these")
+              "each stage's model was selected on validation and nothing is chosen on these")
     return [f"### {split.capitalize()} by fine-tuning stage", "",
             f"Each stage's selected model's {split} score, mean over folds, then mean ± std over "
             f"seeds; {caveat}; the gain compares the last stage with the first per seed.", "",
