@@ -68,22 +68,26 @@ def stage_comparison(params: Params, dataset: str, split: str = "validation") ->
     """The selection metric of each fine-tuning stage's selected model per fold, on
     ``validation`` (what its epoch was selected on) or on ``test`` (reported, never selected
     on)."""
-    rows = {}
-    for fold in params.data.folds:
-        if split == "test":
-            result = _read_json(pipeline.path("evaluate", "test", params, ds=dataset, fold=fold))
-            metric = result["selected"]["metric"]
-            rows[fold] = {st: result["test_by_stage"][st][metric]
-                          for st in params.finetune.stages}
-            continue
-        rows[fold] = {}
-        for st in params.finetune.stages:
-            sel = _read_json(pipeline.path(f"finetune_{st}", "selection", params, ds=dataset,
-                                             fold=fold))
-            rows[fold][st] = sel["val_best"][sel["selection_metric"]]
+    scores_of = _test_by_stage if split == "test" else _validation_by_stage
+    rows = {fold: scores_of(params, dataset, fold) for fold in params.data.folds}
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "fold"
     return table
+
+
+def _validation_by_stage(params: Params, dataset: str, fold: int) -> dict[str, float]:
+    scores = {}
+    for st in params.finetune.stages:
+        sel = _read_json(pipeline.path(f"finetune_{st}", "selection", params, ds=dataset,
+                                         fold=fold))
+        scores[st] = sel["val_best"][sel["selection_metric"]]
+    return scores
+
+
+def _test_by_stage(params: Params, dataset: str, fold: int) -> dict[str, float]:
+    result = _read_json(pipeline.path("evaluate", "test", params, ds=dataset, fold=fold))
+    metric = result["selected"]["metric"]
+    return {st: result["test_by_stage"][st][metric] for st in params.finetune.stages}
 
 
 def _markdown_table(table: pd.DataFrame, stats: dict[str, dict[str, float]] | None) -> str:
