@@ -13,8 +13,8 @@ import pytest
 from avfmae.config import params_from_dict, with_overrides
 from avfmae.eval.ablations import (ABLATIONS, CLAIMS, ablation, parse_experiment_name,
                                    seed_overrides)
-from avfmae.eval.claims import (MIN_PAIRS, _modality_table, evaluate_claim, modality_cells,
-                                not_used, paired_p_value, write_claims)
+from avfmae.eval.claims import (MIN_PAIRS, _modality_table, _stage_gain, evaluate_claim,
+                                modality_cells, not_used, paired_p_value, write_claims)
 from avfmae.eval.experiments import Run, _cli_value, runs_from_exp_show
 from avfmae.eval.report import fold_scores
 from avfmae.pipeline import CLAIMS_OUTPUTS
@@ -33,8 +33,12 @@ def run(config: str, seed: int, folds: dict[int, float], state: str = "success",
     return Run(f"{config}-seed{seed}", config, seed, state,
                scores={("synthetic", f): v for f, v in folds.items()},
                metric={"synthetic": "uar"}, machine=MACHINE, modalities=modalities,
-               val_by_stage={"synthetic": val} if val else {},
-               test_by_stage={"synthetic": test} if test else {})
+               val_by_stage={"synthetic": _every_fold(val, folds)} if val else {},
+               test_by_stage={"synthetic": _every_fold(test, folds)} if test else {})
+
+
+def _every_fold(by_stage: dict[str, float], folds: dict[int, float]) -> dict[str, dict[int, float]]:
+    return {st: {f: v for f in folds} for st, v in by_stage.items()}
 
 
 def test_sides_pairs_and_wins():
@@ -93,8 +97,9 @@ def _exp(name: str, state: str, params: dict, summary: dict | None, error: dict 
 def test_exp_show_json_is_parsed_into_runs():
     params = {"finetune": {"seed": 1, "modality": "video"}, "pretrain": {"seed": 1}}
     summary = {"synthetic": {"test": {}, "test_by_fold": {"uar": {"1": 0.5, "2": 0.25}},
-                             "val_by_stage": {"s1": 0.5, "s3": 0.75},
-                             "test_by_stage": {"s1": 0.25, "s3": 0.5}},
+                             "val_by_stage": {"s1": {"1": 0.5}, "s3": {"1": 0.75}},
+                             "test_by_stage": {"s1": {"1": 0.25, "2": 0.5}, "s3": {"1": 0.5,
+                                                                                    "2": 0.5}}},
                "machine": MACHINE}
     data = [{"rev": "workspace", "data": {}},
             {"rev": "0123456789abcdef", "name": "main", "experiments": [
@@ -102,16 +107,22 @@ def test_exp_show_json_is_parsed_into_runs():
                 _exp("video-seed2", "failed", params, None, {"msg": "Experiment run failed"}),
                 _exp("audio-seed1", "queued", params, None),
                 _exp("audio-seed3", "success", params, summary),  # its params say video
-                _exp("my-lr-test", "success", params, summary)]}]  # not an ablation run
+                _exp("my-lr-test", "success", params, summary),  # not an ablation run
+                _exp("video-seed4", "success", params | {"finetune": {"seed": 4, "modality":
+                    "video"}, "pretrain": {"seed": 4}}, {**summary, "synthetic": {
+                        **summary["synthetic"], "test_by_stage": {"s1": 0.25, "s3": 0.5}}})]}]
     runs, baseline = runs_from_exp_show(data)
     assert baseline == "0123456789abcdef"
     by_name = {r.experiment: r for r in runs}
-    assert set(by_name) == {"video-seed1", "video-seed2", "audio-seed1", "audio-seed3"}
+    assert set(by_name) == {"video-seed1", "video-seed2", "audio-seed1", "audio-seed3",
+                            "video-seed4"}
+    # stage means without folds (summaries made before they were kept per fold): no stage data
+    assert by_name["video-seed4"].usable and by_name["video-seed4"].test_by_stage == {}
     ok = by_name["video-seed1"]
     assert ok.usable and ok.scores == {("synthetic", 1): 0.5, ("synthetic", 2): 0.25}
     assert ok.metric == {"synthetic": "uar"} and ok.machine == MACHINE
-    assert ok.val_by_stage == {"synthetic": {"s1": 0.5, "s3": 0.75}}
-    assert ok.test_by_stage == {"synthetic": {"s1": 0.25, "s3": 0.5}}
+    assert ok.val_by_stage == {"synthetic": {"s1": {1: 0.5}, "s3": {1: 0.75}}}
+    assert ok.test_by_stage == {"synthetic": {"s1": {1: 0.25, 2: 0.5}, "s3": {1: 0.5, 2: 0.5}}}
     assert by_name["video-seed2"].state == "failed"
     assert by_name["audio-seed1"].state == "queued"
     assert by_name["audio-seed3"].state == "params differ from its name"
@@ -187,16 +198,26 @@ def test_claims_files_are_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert "- `audio-seed0`: failed" in text and "- `random-seed2`: missing" in text
     assert "Test CPU (AMX: no), 2 threads, torch 2.x, cpu, fp32 (6 runs)" in text
     assert ("| av | 3 | s1 0.500 ± 0.000 → s2 0.500 ± 0.000 → s3 0.600 ± 0.100 | "
-            "+0.100, higher in 2 of 3 |") in text
+            "+0.100, higher in 2 of 3 | 4 / 2 / 0 of 6, p = 0.0625 |") in text
     assert "### Test by fine-tuning stage" in text
     assert ("| av | 3 | s1 0.600 ± 0.100 → s2 0.600 ± 0.000 → s3 0.650 ± 0.000 | "
-            "+0.050, higher in 2 of 3 |") in text
+            "+0.050, higher in 2 of 3 | 4 / 0 / 2 of 6, p = ") in text
     claims = json.loads(Path(CLAIMS_OUTPUTS["metrics"]).read_text())
     first = next(c for c in claims["claims"] if c["claim"] == "av_vs_video")
     assert first["wins"] == 6 and first["p_value"] == pytest.approx(1 / 64)
     audio = next(c for c in claims["claims"] if c["claim"] == "av_vs_audio")
     assert audio["pairs"] == 0 and audio["p_value"] is None
     assert (Path(CLAIMS_OUTPUTS["plots"]) / "synthetic.png").stat().st_size > 1000
+
+
+def test_stage_gain_pairs_folds_as_well_as_seeds():
+    """A seed whose mean rises can hide a fold that falls; the fold pairs show it."""
+    by_run = [{"s1": {1: 0.5, 2: 0.5, 3: 0.5}, "s3": {1: 0.75, 2: 0.75, 3: 0.25}},
+              {"s1": {1: 0.5, 2: 0.5, 3: 0.5}, "s3": {1: 0.5, 2: 0.75, 3: 0.75}}]
+    cells = _stage_gain(by_run, "s1", "s3")
+    assert cells.startswith("+0.125, higher in 2 of 2 | 4 / 1 / 1 of 6, p = ")
+    assert cells.endswith(f"p = {paired_p_value([0.25, 0.25, -0.25, 0.0, 0.25, 0.25]):.3g}")
+    assert _stage_gain(by_run[:1], "s1", "s3").endswith("2 / 0 / 1 of 3, no test below 5 pairs")
 
 
 def test_a_machine_record_names_the_vector_isa_its_numerics_depend_on():

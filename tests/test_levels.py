@@ -166,8 +166,9 @@ def test_evaluate_outputs_and_report_section_per_dimension(write_params, tmp_pat
     summary: dict = {}
     text = "\n".join(_dataset_section(params, task.dataset, summary))
     assert "### Test per dimension" in text
+    later = {"1": metrics["weighted_f1"], "2": metrics["weighted_f1"]}
     assert summary[task.dataset]["test_by_stage"] == {
-        "s1": 0.25, "s2": metrics["weighted_f1"], "s3": metrics["weighted_f1"]}
+        "s1": {"1": 0.25, "2": 0.25}, "s2": later, "s3": later}
     assert "### Test score by fine-tuning stage" in text
     assert "| arousal | 1.0000 ± 0.0000 |" in text
     per_dim = summary[task.dataset]["test_by_dimension"]

@@ -8,7 +8,7 @@ than five even a win in every pair could not reach 0.05. Runs that failed, are s
 never ran are listed, never silently dropped. The configurations that differ from the main job
 only in what is pretrained and fine-tuned also fill a pretraining × fine-tuning modality table,
 and every configuration's runs give the validation and test score of each fine-tuning stage's
-selected model.
+selected model, the last stage paired with the first by seed and by fold.
 
 Writes ``reports/claims.md``, ``metrics/claims.json`` and ``plots/claims/<dataset>.png``
 (paths in :data:`avfmae.pipeline.CLAIMS_OUTPUTS`).
@@ -198,22 +198,20 @@ def _modality_table(runs: list[Run], dataset: str) -> list[str]:
 
 def _stage_table(runs: list[Run], dataset: str, split: str) -> list[str]:
     """Per configuration, each fine-tuning stage's selected model's ``validation`` or ``test``
-    score (mean over folds, then mean ± std over seeds) and how often the last stage ends above
-    the first."""
+    score (mean over folds, then mean ± std over seeds) and how the last stage compares with the
+    first: per seed, and per seed × fold with a one-sided Wilcoxon test of the paired folds."""
     attr = {"validation": "val_by_stage", "test": "test_by_stage"}[split]
     lines = []
     for config in [a.name for a in ABLATIONS]:
-        by_seed = [getattr(r, attr)[dataset] for r in runs
-                   if r.usable and r.config == config and dataset in getattr(r, attr)]
+        by_run = [getattr(r, attr)[dataset] for r in runs
+                  if r.usable and r.config == config and dataset in getattr(r, attr)]
         # the stages every seed ran; config keeps finetune.stages in name order, the run order
-        stages = sorted(set.intersection(*(set(v) for v in by_seed))) if by_seed else []
+        stages = sorted(set.intersection(*(set(v) for v in by_run))) if by_run else []
         if not stages:
             continue
-        cells = [_cell(v[s] for v in by_seed) for s in stages]
-        gains = [v[stages[-1]] - v[stages[0]] for v in by_seed]
-        gain = (f"{np.mean(gains):+.3f}, higher in {sum(g > 0 for g in gains)} of {len(gains)}"
-                if len(stages) > 1 else "–")
-        lines.append(f"| {config} | {len(by_seed)} | " + " → ".join(
+        cells = [_cell(np.mean(list(v[s].values())) for v in by_run) for s in stages]
+        gain = _stage_gain(by_run, stages[0], stages[-1]) if len(stages) > 1 else "– | –"
+        lines.append(f"| {config} | {len(by_run)} | " + " → ".join(
             f"{s} {c}" for s, c in zip(stages, cells)) + f" | {gain} |")
     if not lines:
         return []
@@ -222,9 +220,22 @@ def _stage_table(runs: list[Run], dataset: str, split: str) -> list[str]:
               "each stage's model was selected on validation and nothing is chosen on these")
     return [f"### {split.capitalize()} by fine-tuning stage", "",
             f"Each stage's selected model's {split} score, mean over folds, then mean ± std over "
-            f"seeds; {caveat}; the gain compares the last stage with the first per seed.", "",
-            f"| configuration | seeds | {split} by stage | last − first stage |",
-            "|---|---|---|---|", *lines, ""]
+            f"seeds; {caveat}. The last stage against the first: the mean gain and in how many "
+            f"seeds it is positive, then the seed × fold pairs (higher / equal / lower) and "
+            f"their {TEST_NAME} p.", "",
+            f"| configuration | seeds | {split} by stage | last − first, per seed | per fold |",
+            "|---|---|---|---|---|", *lines, ""]
+
+
+def _stage_gain(by_run: list[dict[str, dict[int, float]]], first: str, last: str) -> str:
+    """The per-seed and per-fold comparison cells of the last stage against the first."""
+    gains = [np.mean(list(v[last].values())) - np.mean(list(v[first].values())) for v in by_run]
+    diffs = [v[last][f] - v[first][f] for v in by_run for f in sorted(v[first].keys() & v[last])]
+    up, same = sum(d > 0 for d in diffs), sum(d == 0 for d in diffs)
+    p = (f"p = {paired_p_value(diffs):.3g}" if len(diffs) >= MIN_PAIRS
+         else f"no test below {MIN_PAIRS} pairs")
+    return (f"{np.mean(gains):+.3f}, higher in {sum(g > 0 for g in gains)} of {len(gains)} | "
+            f"{up} / {same} / {len(diffs) - up - same} of {len(diffs)}, {p}")
 
 
 def _runs_table(runs: list[Run], dataset: str) -> list[str]:

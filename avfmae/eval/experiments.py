@@ -11,8 +11,8 @@ queued and put back at once; the experiment then carries its own graph.
 Reading uses ``dvc exp show --json``: each experiment's params, its state (success, failed,
 queued, running) and its ``metrics/summary.json``, whose ``test_by_fold`` holds the per-fold
 test score, ``val_by_stage`` and ``test_by_stage`` each fine-tuning stage's selected model's
-validation and test score and ``machine`` the machine the run was made on (written by the report
-stage).
+validation and test score per fold and ``machine`` the machine the run was made on (written by
+the report stage).
 """
 
 from __future__ import annotations
@@ -60,10 +60,10 @@ class Run:
     machine: dict[str, Any] = field(default_factory=dict)
     #: (pretrained modality or "none" for random init, fine-tuned modality) from its params
     modalities: tuple[str, str] | None = None
-    #: dataset → fine-tuning stage → its selected model's validation score, mean over folds
-    val_by_stage: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: dataset → fine-tuning stage → fold → its selected model's validation score
+    val_by_stage: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)
     #: the same model's test score (reported only: nothing is selected on it)
-    test_by_stage: dict[str, dict[str, float]] = field(default_factory=dict)
+    test_by_stage: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)
 
     @property
     def usable(self) -> bool:
@@ -181,9 +181,12 @@ def _run(name: str, config: str, seed: int, state: str, rev: dict[str, Any]) -> 
                test_by_stage=_by_stage(summary, "test_by_stage"))
 
 
-def _by_stage(summary: dict[str, Any], key: str) -> dict[str, dict[str, float]]:
-    """dataset → stage → score of a report summary's ``val_by_stage`` or ``test_by_stage``."""
-    return {ds: r[key] for ds, r in summary.items() if isinstance(r, dict) and r.get(key)}
+def _by_stage(summary: dict[str, Any], key: str) -> dict[str, dict[str, dict[int, float]]]:
+    """dataset → stage → fold → score of a report summary's ``val_by_stage`` or
+    ``test_by_stage`` (a summary made before they were kept per fold gives none)."""
+    return {ds: {st: {int(f): float(v) for f, v in folds.items()} for st, folds in r[key].items()}
+            for ds, r in summary.items() if isinstance(r, dict) and r.get(key)
+            and all(isinstance(folds, dict) for folds in r[key].values())}
 
 
 def _param(params: dict[str, Any], dotted: str) -> Any:

@@ -245,6 +245,12 @@ def fold_scores(test: pd.DataFrame, first: dict[str, Any]) -> dict[str, dict[str
     return {metric: {str(fold): float(v) for fold, v in test[metric].items()}}
 
 
+def _by_fold(table: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """``{column: {fold: score}}`` of a per-fold table (a stage comparison): the runs of an
+    ablation set pair stages per fold, not only per seed."""
+    return {c: {str(fold): float(v) for fold, v in table[c].items()} for c in table.columns}
+
+
 def _only(stats: dict[str, Any], metric: str) -> dict[str, Any]:
     """``stats`` of ``metric`` alone (all of them when it is not among them)."""
     return {metric: stats[metric]} if metric in stats else stats
@@ -276,8 +282,7 @@ def _dataset_section(params: Params, ds: str, summary: dict[str, Any]) -> list[s
     selected = first.get("selected", {}).get("metric", "")
     # dvc metrics/exp show list every key: the headline figures only, details stay in files
     summary[ds] = {"test": stats, "test_last_epoch": _only(last_stats, selected),
-                   "val_by_stage": {st: v["mean"] for st, v in stage_stats.items()},
-                   "test_by_stage": {st: v["mean"] for st, v in test_stage_stats.items()},
+                   "val_by_stage": _by_fold(stages), "test_by_stage": _by_fold(test_stages),
                    "test_by_fold": fold_scores(test, first)}
     sections = [f"## {ds}", "", "### Test (selected on validation)", "",
                 _markdown_table(test, stats), "",
