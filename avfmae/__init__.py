@@ -31,7 +31,7 @@ def __getattr__(name: str):
 
 
 def _register_with_timm() -> None:
-    import avfmae.models  # noqa: F401  (its factory registers the names with timm)
+    import avfmae.models.timm_entries  # noqa: F401  (registers the names on import)
 
 
 # The import protocol is duck-typed: importlib.abc would cost `import avfmae` ~10 ms.

@@ -1,7 +1,8 @@
 """AVF-MAE++ models: LG encoders, IAV-CLM fusion, pretraining and classifier models, the scale
 registry, published-checkpoint conversion and weight loading.
 
-Importing this package registers ``avfmae_<scale>`` / ``avfmae_pretrain_<scale>`` with timm.
+It does not import timm: ``avfmae_<scale>`` / ``avfmae_pretrain_<scale>`` register with timm
+when timm is imported (``avfmae/__init__.py``, :mod:`avfmae.models.timm_entries`).
 """
 
 from avfmae.models.classifier import AVFClassifier, Modality, layer_id

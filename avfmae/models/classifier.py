@@ -9,12 +9,12 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from timm.layers import trunc_normal_
 from torch import Tensor, nn
 
 from avfmae.models.encoder import LGEncoder
 from avfmae.models.fusion import IAVCLM
 from avfmae.models.refinement import ERNorm
+from avfmae.models.weight_init import trunc_normal_
 from avfmae.scales import ModelScale
 
 __all__ = ["AVFClassifier", "HeadStandardizer", "Modality", "UnimodalHeads"]

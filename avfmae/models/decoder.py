@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from timm.layers import trunc_normal_
 from torch import Tensor, nn
 
 from avfmae.models.blocks import Block, SkipBlock, layer_norm
 from avfmae.models.pos_embed import sinusoid_table
+from avfmae.models.weight_init import trunc_normal_
 
 __all__ = ["SkipDecoder"]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from timm.layers import trunc_normal_
 from torch import Tensor, nn
 
 from avfmae.models.blocks import drop_path_rates, layer_norm
@@ -13,6 +12,7 @@ from avfmae.models.lg_block import LGBlock
 from avfmae.models.patch_embed import PatchEmbed
 from avfmae.models.pos_embed import sinusoid_table
 from avfmae.models.regions import RegionGrid
+from avfmae.models.weight_init import trunc_normal_
 
 __all__ = ["LGEncoder"]
 

@@ -1,13 +1,14 @@
-"""``create_model`` and the timm entries ``avfmae_<scale>`` / ``avfmae_pretrain_<scale>``, each
-with a ``pretrained_cfg`` that states the input geometry and normalisation the data pipeline
-uses."""
+"""``create_model``: the classifier or pretraining model at a registered scale, with a
+``pretrained_cfg`` that states the input geometry and normalisation the data pipeline uses.
+
+timm is not imported here (it costs a pipeline stage's process about 2.5 s, torchvision
+included): the timm entry points live in :mod:`avfmae.models.timm_entries`, registered when
+timm is imported."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-
-from timm.models import PretrainedCfg, generate_default_cfgs, register_model
 
 from avfmae.data.audio_features import FBANK_MEAN, FBANK_STD
 from avfmae.data.video_transforms import IMAGENET_MEAN, IMAGENET_STD
@@ -15,20 +16,18 @@ from avfmae.models.classifier import AVFClassifier
 from avfmae.models.pretrain import AVFPretrain
 from avfmae.scales import SCALES, ModelScale, get_scale
 
-__all__ = ["create_model", "pretrained_cfg"]
+__all__ = ["DEFAULT_NUM_CLASSES", "create_model", "pretrained_cfg"]
 
 _SCALE_FIELDS = {f.name for f in dataclasses.fields(ModelScale)} | {"depth"}
-# Keyword arguments timm.create_model adds for every entry point.
-_TIMM_KWARGS = ("pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
-# create_model's head size when none is given; the registered classifier cfgs state it
-_DEFAULT_NUM_CLASSES = 11
+#: create_model's head size when none is given; the registered classifier cfgs state it
+DEFAULT_NUM_CLASSES = 11
 
 
 def create_model(
     scale: str | ModelScale,
     *,
     pretrain: bool = False,
-    num_classes: int | Mapping[str, int] = _DEFAULT_NUM_CLASSES,
+    num_classes: int | Mapping[str, int] = DEFAULT_NUM_CLASSES,
     **overrides: object,
 ) -> AVFClassifier | AVFPretrain:
     """Build the classifier (default) or the pretraining model at a registered scale.
@@ -97,83 +96,3 @@ def pretrained_cfg(scale: ModelScale, num_classes: int | Mapping[str, int]) -> d
         f"(x - {FBANK_MEAN}) / {2 * FBANK_STD}",
     )
     return cfg
-
-
-_TIMM_CFG_KEYS = {f.name for f in dataclasses.fields(PretrainedCfg)}
-
-
-def _registered_cfg(scale: ModelScale, pretrain: bool) -> dict[str, object]:
-    cfg = pretrained_cfg(scale, num_classes=0 if pretrain else _DEFAULT_NUM_CLASSES)
-    return {k: v for k, v in cfg.items() if k in _TIMM_CFG_KEYS}
-
-
-# timm's registry keeps one cfg per model name; register_model reads this module's default_cfgs
-default_cfgs = generate_default_cfgs({
-    f"avfmae_{kind}{name}": _registered_cfg(scale, pretrain=bool(kind))
-    for name, scale in SCALES.items() for kind in ("", "pretrain_")
-})
-
-
-def _timm_entry(scale: str, pretrain: bool, kwargs: dict) -> AVFClassifier | AVFPretrain:
-    if kwargs.pop("pretrained", False):
-        raise ValueError(
-            "avfmae models have no hub weights; convert a published checkpoint with "
-            "`avfmae convert` and load it with avfmae.models.load_pretrained_encoder"
-        )
-    overlay = kwargs.pop("pretrained_cfg_overlay", None) or {}
-    for key in _TIMM_KWARGS:
-        kwargs.pop(key, None)
-    # the cfg follows the model built (scale overrides change its geometry), not the registry's
-    model = create_model(scale, pretrain=pretrain, **kwargs)
-    model.pretrained_cfg = model.default_cfg = {**model.pretrained_cfg, **overlay}
-    return model
-
-
-@register_model
-def avfmae_tiny(**kwargs) -> AVFClassifier:
-    return _timm_entry("tiny", False, kwargs)
-
-
-@register_model
-def avfmae_small(**kwargs) -> AVFClassifier:
-    return _timm_entry("small", False, kwargs)
-
-
-@register_model
-def avfmae_base(**kwargs) -> AVFClassifier:
-    return _timm_entry("base", False, kwargs)
-
-
-@register_model
-def avfmae_large(**kwargs) -> AVFClassifier:
-    return _timm_entry("large", False, kwargs)
-
-
-@register_model
-def avfmae_huge(**kwargs) -> AVFClassifier:
-    return _timm_entry("huge", False, kwargs)
-
-
-@register_model
-def avfmae_pretrain_tiny(**kwargs) -> AVFPretrain:
-    return _timm_entry("tiny", True, kwargs)
-
-
-@register_model
-def avfmae_pretrain_small(**kwargs) -> AVFPretrain:
-    return _timm_entry("small", True, kwargs)
-
-
-@register_model
-def avfmae_pretrain_base(**kwargs) -> AVFPretrain:
-    return _timm_entry("base", True, kwargs)
-
-
-@register_model
-def avfmae_pretrain_large(**kwargs) -> AVFPretrain:
-    return _timm_entry("large", True, kwargs)
-
-
-@register_model
-def avfmae_pretrain_huge(**kwargs) -> AVFPretrain:
-    return _timm_entry("huge", True, kwargs)
