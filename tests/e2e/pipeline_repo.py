@@ -8,9 +8,11 @@ and ``avfmae`` CLIs of the running interpreter's environment are put first on PA
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from param_files import MICRO, edit_params, write_default_params
@@ -34,6 +36,19 @@ def run(cmd: list[str] | str, cwd: Path, check: bool = True, **kw) -> subprocess
         raise AssertionError(f"{cmd} failed ({res.returncode}):\n{res.stdout[-4000:]}\n"
                              f"{res.stderr[-4000:]}")
     return res
+
+
+@dataclass(frozen=True)
+class Reproduced:
+    """A micro checkout after one full ``dvc repro``, and the stages that run ran in order."""
+
+    repo: Path
+    stages: list[str]
+
+
+def stages_run(output: str) -> list[str]:
+    """Base names of the stages `dvc repro` ran, in order (matrix suffixes dropped)."""
+    return [name.split("@")[0] for name in re.findall(r"Running stage '([^']+)'", output)]
 
 
 def set_params(repo: Path, changes: dict[str, object]) -> None:

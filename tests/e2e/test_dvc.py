@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from param_files import edit_params
-from pipeline_repo import BIN, git, run, set_params
+from pipeline_repo import BIN, Reproduced, git, run, set_params, stages_run
 
 pytestmark = pytest.mark.e2e
 
@@ -32,11 +32,6 @@ FINAL_ARTIFACTS = [
     "metrics/summary.json",
     "reports/report.md",
 ]
-
-
-def stages_run(output: str) -> list[str]:
-    """Base names of the stages `dvc repro` ran, in order (matrix suffixes dropped)."""
-    return [name.split("@")[0] for name in re.findall(r"Running stage '([^']+)'", output)]
 
 
 def repro(repo: Path) -> list[str]:
@@ -58,11 +53,12 @@ def outputs_digest(repo: Path) -> dict[str, str]:
     return {str(p.relative_to(repo)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
-def test_repro_reruns_exactly_what_changed(micro_repo: Path, monkeypatch: pytest.MonkeyPatch):
+def test_repro_reruns_exactly_what_changed(reproduced: Reproduced, reproduced_copy: Path,
+                                          monkeypatch: pytest.MonkeyPatch):
+    micro_repo = reproduced_copy
     monkeypatch.setenv("PYTHONPATH", str(micro_repo))  # the copy's code runs, so edits to it count
-    first = repro(micro_repo)
-    assert first == ["check", "download", "index", "preprocess", "pretrain", "finetune_s1",
-                     "finetune_s2", "finetune_s3", "evaluate", "report"]
+    assert reproduced.stages == ["check", "download", "index", "preprocess", "pretrain",
+                                 "finetune_s1", "finetune_s2", "finetune_s3", "evaluate", "report"]
     for rel in FINAL_ARTIFACTS:
         assert (micro_repo / rel).is_file(), rel
     started = time.perf_counter()
@@ -156,8 +152,9 @@ def _check_code_edits(repo: Path) -> None:
     assert stale_stages(repo) == set()
 
 
-def test_push_then_pull_into_a_fresh_clone(micro_repo: Path, tmp_path: Path):
-    repro(micro_repo)
+def test_push_then_pull_into_a_fresh_clone(reproduced_copy: Path, tmp_path: Path):
+    micro_repo = reproduced_copy
+    assert repro(micro_repo) == []  # a copied finished run is a finished run
     remote = tmp_path / "remote"
     run([str(BIN / "dvc"), "remote", "add", "-d", "store", str(remote)], cwd=micro_repo)
     run([str(BIN / "dvc"), "push"], cwd=micro_repo)
