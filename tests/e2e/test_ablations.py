@@ -15,7 +15,10 @@ from pipeline_repo import BIN, git, run
 pytestmark = pytest.mark.e2e
 
 
-def test_ablation_experiments_round_trip(micro_repo: Path, monkeypatch: pytest.MonkeyPatch):
+def test_ablation_experiments_round_trip(reproduced_copy: Path,
+                                        monkeypatch: pytest.MonkeyPatch):
+    # queued on a finished run, as a user would: the experiments reuse its unchanged stages
+    micro_repo = reproduced_copy
     monkeypatch.setenv("PYTHONPATH", str(micro_repo))  # the copy's code runs
     started = time.perf_counter()
     out = run([str(BIN / "avfmae"), "ablate", "queue", "--set", "av", "random", "--seeds", "0"],
