@@ -5,9 +5,10 @@ timm imported; prints one JSON line per variant.
 
 Every fine-tuning, evaluation and check stage starts a fresh process that imports the stage's
 module and builds the model of ``params.yaml`` (a DVC or Snakemake run starts dozens). The model
-code does not import timm; ``with_timm`` imports it first, as the model code once did (timm
-brings torchvision, and torchvision ``torch._dynamo``). The variants alternate, round by round,
-so both see the same machine state; the median of the rounds is reported.
+code does not import timm; ``with_timm`` imports it first: what a stage would pay if the model
+code used timm's layers (timm brings torchvision, and torchvision ``torch._dynamo``). The
+variants alternate, round by round, so both see the same machine state; the median of the
+rounds is reported.
 """
 
 from __future__ import annotations

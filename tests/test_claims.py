@@ -37,7 +37,8 @@ def run(config: str, seed: int, folds: dict[int, float], state: str = "success",
                test_by_stage={"synthetic": _every_fold(test, folds)} if test else {})
 
 
-def _every_fold(by_stage: dict[str, float], folds: dict[int, float]) -> dict[str, dict[int, float]]:
+def _every_fold(by_stage: dict[str, float], folds: dict[int, float]
+                ) -> dict[str, dict[int, float]]:
     return {st: {f: v for f in folds} for st, v in by_stage.items()}
 
 
@@ -101,6 +102,9 @@ def test_exp_show_json_is_parsed_into_runs():
                              "test_by_stage": {"s1": {"1": 0.25, "2": 0.5}, "s3": {"1": 0.5,
                                                                                     "2": 0.5}}},
                "machine": MACHINE}
+    seed4 = {"finetune": {"seed": 4, "modality": "video"}, "pretrain": {"seed": 4}}
+    means_only = {**summary, "synthetic": {**summary["synthetic"],
+                                           "test_by_stage": {"s1": 0.25, "s3": 0.5}}}
     data = [{"rev": "workspace", "data": {}},
             {"rev": "0123456789abcdef", "name": "main", "experiments": [
                 _exp("video-seed1", "success", params, summary),
@@ -108,9 +112,7 @@ def test_exp_show_json_is_parsed_into_runs():
                 _exp("audio-seed1", "queued", params, None),
                 _exp("audio-seed3", "success", params, summary),  # its params say video
                 _exp("my-lr-test", "success", params, summary),  # not an ablation run
-                _exp("video-seed4", "success", params | {"finetune": {"seed": 4, "modality":
-                    "video"}, "pretrain": {"seed": 4}}, {**summary, "synthetic": {
-                        **summary["synthetic"], "test_by_stage": {"s1": 0.25, "s3": 0.5}}})]}]
+                _exp("video-seed4", "success", seed4, means_only)]}]
     runs, baseline = runs_from_exp_show(data)
     assert baseline == "0123456789abcdef"
     by_name = {r.experiment: r for r in runs}

@@ -36,7 +36,7 @@ class DropPath(nn.Module):
     probability ``rate`` and scales the kept rows by ``1 / (1 - rate)``; (B, ...) → (B, ...).
 
     timm's layer of the same name draws the same Bernoulli tensor the same way; ours keeps the
-    model code free of timm, whose import costs every pipeline stage about 2.5 s."""
+    model code free of timm, whose import slows every stage's start (docs/speed.md)."""
 
     def __init__(self, rate: float) -> None:
         super().__init__()

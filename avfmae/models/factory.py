@@ -1,9 +1,9 @@
 """``create_model``: the classifier or pretraining model at a registered scale, with a
 ``pretrained_cfg`` that states the input geometry and normalisation the data pipeline uses.
 
-timm is not imported here (it costs a pipeline stage's process about 2.5 s, torchvision
-included): the timm entry points live in :mod:`avfmae.models.timm_entries`, registered when
-timm is imported."""
+timm is not imported here (with torchvision it slows every stage's start, see docs/speed.md):
+the timm entry points live in :mod:`avfmae.models.timm_entries`, registered when timm is
+imported."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from avfmae.data.audio_features import FBANK_MEAN, FBANK_STD
 from avfmae.data.video_transforms import IMAGENET_MEAN, IMAGENET_STD
 from avfmae.models.classifier import AVFClassifier
 from avfmae.models.pretrain import AVFPretrain
-from avfmae.scales import SCALES, ModelScale, get_scale
+from avfmae.scales import ModelScale, get_scale
 
 __all__ = ["DEFAULT_NUM_CLASSES", "create_model", "pretrained_cfg"]
 
