@@ -209,7 +209,7 @@ def _stage_table(runs: list[Run], dataset: str, split: str) -> list[str]:
         stages = sorted(set.intersection(*(set(v) for v in by_run))) if by_run else []
         if not stages:
             continue
-        cells = [_cell(np.mean(list(v[s].values())) for v in by_run) for s in stages]
+        cells = [_cell(_fold_mean(v[s]) for v in by_run) for s in stages]
         gain = _stage_gain(by_run, stages[0], stages[-1]) if len(stages) > 1 else "– | –"
         lines.append(f"| {config} | {len(by_run)} | " + " → ".join(
             f"{s} {c}" for s, c in zip(stages, cells)) + f" | {gain} |")
@@ -227,9 +227,13 @@ def _stage_table(runs: list[Run], dataset: str, split: str) -> list[str]:
             "|---|---|---|---|---|", *lines, ""]
 
 
+def _fold_mean(by_fold: dict[int, float]) -> float:
+    return float(np.mean(list(by_fold.values())))
+
+
 def _stage_gain(by_run: list[dict[str, dict[int, float]]], first: str, last: str) -> str:
     """The per-seed and per-fold comparison cells of the last stage against the first."""
-    gains = [np.mean(list(v[last].values())) - np.mean(list(v[first].values())) for v in by_run]
+    gains = [_fold_mean(v[last]) - _fold_mean(v[first]) for v in by_run]
     diffs = [v[last][f] - v[first][f] for v in by_run for f in sorted(v[first].keys() & v[last])]
     up, same = sum(d > 0 for d in diffs), sum(d == 0 for d in diffs)
     p = (f"p = {paired_p_value(diffs):.3g}" if len(diffs) >= MIN_PAIRS

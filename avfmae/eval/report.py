@@ -242,7 +242,7 @@ def fold_scores(test: pd.DataFrame, first: dict[str, Any]) -> dict[str, dict[str
     metric = first.get("selected", {}).get("metric", "")
     if metric not in test.columns:
         return {}
-    return {metric: {str(fold): float(v) for fold, v in test[metric].items()}}
+    return _by_fold(test[[metric]])
 
 
 def _by_fold(table: pd.DataFrame) -> dict[str, dict[str, float]]:

@@ -6,8 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from pipeline_repo import (BIN, MICRO_PARAMS, Reproduced, copy_checkout, git, run, set_params,
-                           stages_run)
+from pipeline_repo import MICRO_PARAMS, Reproduced, copy_checkout, git, repro, set_params
 
 
 @pytest.fixture
@@ -29,7 +28,7 @@ def reproduced(tmp_path_factory: pytest.TempPathFactory) -> Reproduced:
     finished run (a full run costs a 2-core machine over a minute). Read it, never change it:
     a test that changes the run works on :func:`reproduced_copy`."""
     repo = _micro_checkout(tmp_path_factory.mktemp("reproduced") / "repo")
-    return Reproduced(repo, stages_run(run([str(BIN / "dvc"), "repro"], cwd=repo).stdout))
+    return Reproduced(repo, repro(repo))
 
 
 @pytest.fixture

@@ -51,6 +51,11 @@ def stages_run(output: str) -> list[str]:
     return [name.split("@")[0] for name in re.findall(r"Running stage '([^']+)'", output)]
 
 
+def repro(repo: Path) -> list[str]:
+    """Run `dvc repro` in ``repo``; the stages it ran."""
+    return stages_run(run([str(BIN / "dvc"), "repro"], cwd=repo).stdout)
+
+
 def set_params(repo: Path, changes: dict[str, object]) -> None:
     """Edit params.yaml in place (dotted keys) and regenerate dvc.yaml."""
     edit_params(repo / "params.yaml", changes)

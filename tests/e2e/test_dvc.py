@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from param_files import edit_params
-from pipeline_repo import BIN, Reproduced, git, run, set_params, stages_run
+from pipeline_repo import BIN, Reproduced, git, repro, run, set_params, stages_run
 
 pytestmark = pytest.mark.e2e
 
@@ -32,10 +32,6 @@ FINAL_ARTIFACTS = [
     "metrics/summary.json",
     "reports/report.md",
 ]
-
-
-def repro(repo: Path) -> list[str]:
-    return stages_run(run([str(BIN / "dvc"), "repro"], cwd=repo).stdout)
 
 
 def dvc(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:

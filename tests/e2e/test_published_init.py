@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from pipeline_repo import BIN, run, set_params
+from pipeline_repo import BIN, run, set_params, stages_run
 from reference_data import load_reference
 
 CKPT = "checkpoints/avf-mae-tiny.pth"
@@ -38,7 +38,7 @@ def test_published_checkpoint_is_fine_tuned_without_pretraining(micro_repo: Path
     assert _snakemake_plan(micro_repo) == chain  # Snakemake plans the same graph
 
     res = run([str(BIN / "dvc"), "repro"], cwd=micro_repo)
-    ran = [m.split("@")[0] for m in re.findall(r"Running stage '([^']+)'", res.stdout)]
+    ran = stages_run(res.stdout)
     # DVC also runs its `check` stage (stale generated files, per-stage code stamps)
     assert set(ran) == chain | {"check"} and "pretrain" not in ran
     assert re.search(rf"from checkpoint {re.escape(CKPT)} \((\d+) tensors\)|"
