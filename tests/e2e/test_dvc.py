@@ -86,9 +86,9 @@ def test_repro_reruns_exactly_what_changed(reproduced: Reproduced, reproduced_co
     assert stale_stages(micro_repo) == {"check", "download@synthetic"}
     # new media under the same clip ids leave the index byte-identical: preprocessing must still
     # see them (it reads the media), so it is out of date once the download has rerun
-    run([str(BIN / "dvc"), "repro", "--single-item", "download@synthetic"], cwd=micro_repo)
-    run([str(BIN / "dvc"), "repro", "--single-item", "index@synthetic"], cwd=micro_repo)
-    status = json.loads(run([str(BIN / "dvc"), "status", "--json"], cwd=micro_repo).stdout)
+    dvc(micro_repo, "repro", "--single-item", "download@synthetic")
+    dvc(micro_repo, "repro", "--single-item", "index@synthetic")
+    status = stale_stages(micro_repo)
     assert "preprocess@synthetic" in status
     assert "index@synthetic" not in status
 
@@ -152,17 +152,17 @@ def test_push_then_pull_into_a_fresh_clone(reproduced_copy: Path, tmp_path: Path
     micro_repo = reproduced_copy
     assert repro(micro_repo) == []  # a copied finished run is a finished run
     remote = tmp_path / "remote"
-    run([str(BIN / "dvc"), "remote", "add", "-d", "store", str(remote)], cwd=micro_repo)
-    run([str(BIN / "dvc"), "push"], cwd=micro_repo)
+    dvc(micro_repo, "remote", "add", "-d", "store", str(remote))
+    dvc(micro_repo, "push")
     git(micro_repo, "add", "-A")
     git(micro_repo, "commit", "-qm", "results")
 
     clone = tmp_path / "clone"
-    subprocess.run(["git", "clone", "-q", str(micro_repo), str(clone)], check=True)
-    run([str(BIN / "dvc"), "pull"], cwd=clone)
+    git(tmp_path, "clone", "-q", str(micro_repo), str(clone))
+    dvc(clone, "pull")
     for rel in FINAL_ARTIFACTS:
         assert (clone / rel).read_bytes() == (micro_repo / rel).read_bytes(), rel
-    status = run([str(BIN / "dvc"), "status"], cwd=clone).stdout
+    status = dvc(clone, "status").stdout
     assert "Data and pipelines are up to date" in status
 
 
@@ -182,7 +182,7 @@ def test_killed_repro_resumes_pretraining(reproduced_copy: Path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
 
-    out = run([str(BIN / "dvc"), "repro", "pretrain"], cwd=micro_repo).stdout
+    out = dvc(micro_repo, "repro", "pretrain").stdout
     assert stages_run(out) == ["pretrain"]
     log = (micro_repo / "logs/pretrain/pretrain.log").read_text()
     assert re.search(r"resumed from \S*checkpoint-\d+\.pt \(step \d+", log), log[-2000:]
