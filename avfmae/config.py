@@ -176,6 +176,10 @@ class PretrainConfig:
     contrastive_weight: float = knob(0.0025, lo=0.0)
     contrastive_temperature: float = knob(0.07, lo=0.0, lo_open=True)
     gather_negatives: bool = knob(True, help="all-gather contrastive negatives across ranks")
+    view_contrastive_weight: float = knob(
+        0.5, lo=0.0, help="second masked view of each clip's video, contrasted with the first "
+                          "(docs/model.md §5.6); 0 = off, the published recipe")
+    view_contrastive_temperature: float = knob(0.1, lo=0.0, lo_open=True)
     amp: Literal["auto", "off", "bf16", "fp16"] = knob("auto")
     compile: bool = knob(False)
     checkpoint_every_steps: int = knob(50, lo=1)

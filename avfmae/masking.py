@@ -25,6 +25,8 @@ Generators:
 * :func:`window_random_mask` — random masking with the same count inside each window (default:
   3 visible per 4×4 audio window).
 * :func:`dual_masks` — the four masks of a pretraining batch from a :class:`PretrainConfig`.
+* :func:`sample_masks` / :func:`sample_view_masks` — those per clip, keyed by (seed, epoch, clip),
+  and the second masked view's video encoder masks.
 
 All randomness comes from an explicit ``torch.Generator`` (``None`` = torch's global RNG), so a
 seeded generator gives identical masks on every machine.
@@ -55,7 +57,10 @@ __all__ = [
     "running_cell_mask",
     "random_mask",
     "window_random_mask",
+    "video_encoder_mask",
     "dual_masks",
+    "sample_masks",
+    "sample_view_masks",
     "visible_per_region",
     "region_visible_indices",
 ]
@@ -261,6 +266,15 @@ def window_random_mask(
     return out
 
 
+def video_encoder_mask(
+    batch_size: int, cfg: Any, *, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """``bool (B, 800)`` video encoder mask of ``cfg`` (as :func:`dual_masks`)."""
+    if cfg.window_masking:
+        return tube_window_mask(batch_size, cfg.mask_ratio_video, generator=generator)
+    return tube_mask(batch_size, cfg.mask_ratio_video, generator=generator)
+
+
 def dual_masks(
     batch_size: int, cfg: Any, *, generator: torch.Generator | None = None
 ) -> dict[str, torch.Tensor]:
@@ -272,10 +286,7 @@ def dual_masks(
     ``decoder_mask_video`` (B, 800), ``encoder_mask_audio`` (B, 128), ``decoder_mask_audio``
     (B, 128). Draw order: video encoder, video decoder, audio encoder, audio decoder.
     """
-    if cfg.window_masking:
-        enc_v = tube_window_mask(batch_size, cfg.mask_ratio_video, generator=generator)
-    else:
-        enc_v = tube_mask(batch_size, cfg.mask_ratio_video, generator=generator)
+    enc_v = video_encoder_mask(batch_size, cfg, generator=generator)
     dec_v = running_cell_mask(batch_size, cfg.decoder_mask_ratio_video, generator=generator)
     if cfg.window_masking:
         enc_a = window_random_mask(batch_size, cfg.mask_ratio_audio, generator=generator)
@@ -292,7 +303,9 @@ def dual_masks(
     }
 
 
-MASK_STREAM = 1  # key that separates mask randomness from augmentation randomness
+# keys that separate mask randomness from augmentation randomness and from each other
+MASK_STREAM = 1
+VIEW_STREAM = 4
 
 
 def sample_masks(cfg: Any, epoch: int, index: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -304,6 +317,15 @@ def sample_masks(cfg: Any, epoch: int, index: torch.Tensor) -> dict[str, torch.T
         for i in index
     ]
     return {k: torch.cat([m[k] for m in per_sample]) for k in per_sample[0]}
+
+
+def sample_view_masks(cfg: Any, epoch: int, index: torch.Tensor) -> torch.Tensor:
+    """``bool (B, 800)`` second-view video encoder masks (docs/model.md §5.6) for the clips
+    ``index``, keyed like :func:`sample_masks` on a stream of their own."""
+    return torch.cat([
+        video_encoder_mask(1, cfg, generator=make_generator(cfg.seed, VIEW_STREAM, epoch, int(i)))
+        for i in index
+    ])
 
 
 def _prod(xs: Any) -> int:

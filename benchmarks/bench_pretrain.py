@@ -1,10 +1,11 @@
 """Pretraining step throughput and peak memory per scale (one JSON line per scale).
 
 A full optimisation step of the real pretraining objective — per-sample dual masks, forward,
-reconstruction + contrastive losses, backward, AdamW — on random inputs of the real geometry
-(data loading excluded; see bench_loader.py for that). Each scale runs in its own process so
-its peak RSS is its own. ``--modalities`` compares the audio-visual model with the video-only
-and audio-only ones (``pretrain.modality``), alternating them ``--rounds`` times.
+reconstruction + contrastive losses and the default second masked view, backward, AdamW — on
+random inputs of the real geometry (data loading excluded; see bench_loader.py for that). Each
+scale runs in its own process so its peak RSS is its own. ``--modalities`` compares the
+audio-visual model with the video-only and audio-only ones (``pretrain.modality``), alternating
+them ``--rounds`` times.
 
     python benchmarks/bench_pretrain.py                      # tiny small base, fp32 CPU
     python benchmarks/bench_pretrain.py --scales base --batch 2 --steps 5
@@ -30,7 +31,7 @@ def run_one(scale: str, batch: int, steps: int, threads: int, modality: str = "a
     import torch
 
     from avfmae.config import Params
-    from avfmae.masking import dual_masks
+    from avfmae.masking import dual_masks, video_encoder_mask
     from avfmae.models import create_model
     from avfmae.train.losses import pretraining_losses
     from avfmae.train.optim import build_optimizer
@@ -44,6 +45,12 @@ def run_one(scale: str, batch: int, steps: int, threads: int, modality: str = "a
     opt = build_optimizer(model, lr=1e-4, weight_decay=0.05, betas=(0.9, 0.95))
     video = torch.randn(batch, 3, 16, 160, 160, device=device) if model.has("video") else None
     audio = torch.randn(batch, 1, 256, 128, device=device) if model.has("audio") else None
+    second_view = cfg.view_contrastive_weight > 0 and model.has("video")
+
+    def view_masks(step: int) -> torch.Tensor | None:
+        return video_encoder_mask(batch, cfg, generator=make_generator(1, step)).to(device) \
+            if second_view else None
+
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     times = []
     for step in range(steps + 1):
@@ -52,9 +59,13 @@ def run_one(scale: str, batch: int, steps: int, threads: int, modality: str = "a
         sync()
         start = time.perf_counter()
         out = model(video, audio, masks["encoder_mask_video"], masks["encoder_mask_audio"],
-                    masks["decoder_mask_video"], masks["decoder_mask_audio"])
-        loss = pretraining_losses(video, audio, masks, out.video_recon, out.audio_recon,
-                                  out.video_embeddings, out.audio_embeddings)["loss_total"]
+                    masks["decoder_mask_video"], masks["decoder_mask_audio"],
+                    video_view_mask=view_masks(step))
+        loss = pretraining_losses(
+            video, audio, masks, out.video_recon, out.audio_recon, out.video_embeddings,
+            out.audio_embeddings, video_view=out.video_view_embedding,
+            view_weight=cfg.view_contrastive_weight,
+            view_temperature=cfg.view_contrastive_temperature)["loss_total"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -65,6 +76,7 @@ def run_one(scale: str, batch: int, steps: int, threads: int, modality: str = "a
     return {
         "benchmark": "pretrain_step", "scale": scale, "modality": modality, "batch": batch,
         "threads": threads, "dtype": "float32", "device": device, "steps": steps,
+        "second_view": second_view,
         "params_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
         "step_s_median": round(median, 4), "step_s_min": round(min(times), 4),
         "clips_per_s": round(batch / median, 2),

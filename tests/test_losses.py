@@ -165,3 +165,17 @@ def test_contrastive_loss_stays_fp32_under_autocast():
     want = L.contrastive_loss(v.bfloat16().float(), a.bfloat16().float(), 0.07)
     assert got.dtype == torch.float32
     assert got.item() == pytest.approx(want.item(), rel=1e-6)
+
+
+def test_second_view_term_is_infonce_between_the_views_weighted_into_the_total(ref):
+    video, audio = ref["inputs"]["video"].float(), ref["inputs"]["audio"].float()
+    torch.manual_seed(6)
+    lv, la, view = [torch.randn(2, 80, 8)], [torch.randn(2, 24, 8)], torch.randn(2, 8)
+    common = (video, audio, ref["masks"], ref["outputs"]["video_recon"],
+              ref["outputs"]["audio_recon"], lv, la)
+    off = L.pretraining_losses(*common)
+    on = L.pretraining_losses(*common, video_view=view, view_weight=0.5, view_temperature=0.1)
+    assert "loss_view" not in off
+    assert on["loss_view"].item() == pytest.approx(brute_force_hcmcl(lv, [view], 0.1), rel=1e-5)
+    assert on["loss_total"].item() == pytest.approx(
+        (off["loss_total"] + 0.5 * on["loss_view"]).item(), rel=1e-6)

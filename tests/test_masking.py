@@ -141,3 +141,15 @@ def test_other_allowed_ratio_gives_exact_counts():
     assert ((~m["decoder_mask_audio"]).sum(1) == 96).all()
     with pytest.raises(ValueError, match="not an integer count"):
         M.window_random_mask(1, 0.8)
+
+
+def test_second_view_masks_are_per_clip_like_the_first_from_their_own_stream():
+    cfg = PretrainConfig()
+    index = torch.tensor([3, 9])
+    view = M.sample_view_masks(cfg, 2, index)
+    first = M.sample_masks(cfg, 2, index)["encoder_mask_video"]
+    assert view.shape == first.shape == (2, 800) and view.dtype == torch.bool
+    assert torch.equal((~view).sum(1), (~first).sum(1))
+    assert not torch.equal(view, first)
+    assert torch.equal(M.sample_view_masks(cfg, 2, index[1:]), view[1:])  # batch-independent
+    assert not torch.equal(M.sample_view_masks(cfg, 3, index), view)

@@ -281,3 +281,40 @@ def test_one_modality_pretraining_has_only_its_own_parts(modality):
     _assert_all_grads(model, r"_encoder\.blocks\.1\.aggregate_")
     with pytest.raises(ValueError, match=f"needs the {modality} input"):
         model(None, None, *masks)
+
+
+@pytest.mark.parametrize("modality", ["av", "video"])
+def test_second_view_is_the_video_encoder_under_another_mask(modality):
+    """The second masked view (docs/model.md §5.6) re-encodes the video with the same encoder:
+    under the first view's own mask it gives the first view's last-level embedding, and its
+    term's gradient reaches the video encoder only."""
+    torch.manual_seed(0)
+    model = create_model("tiny", pretrain=True, modality=modality, drop_path_rate=0.0).eval()
+    video, audio = _inputs(2)
+    if modality == "video":
+        audio = None
+    video_mask, audio_mask, _, _ = _window_masks(2)
+    other, _, _, _ = _window_masks(2, seed=5)
+    with torch.no_grad():
+        same = model(video, audio, video_mask, audio_mask, video_view_mask=video_mask)
+        plain = model(video, audio, video_mask, audio_mask)
+    assert plain.video_view_embedding is None
+    assert same.video_view_embedding.shape == (2, 64)
+    torch.testing.assert_close(same.video_view_embedding, same.video_embeddings[-1])
+
+    model.train()
+    out = model(video, audio, video_mask, audio_mask, video_view_mask=other)
+    assert not torch.allclose(out.video_view_embedding, out.video_embeddings[-1])
+    (out.video_view_embedding @ torch.randn(64, 3)).pow(2).sum().backward()
+    touched = {n.split(".")[0] for n, p in model.named_parameters()
+               if p.grad is not None and p.grad.any()}
+    assert touched == {"video_encoder"}
+
+
+def test_audio_model_ignores_the_second_view_mask():
+    model = create_model("tiny", pretrain=True, modality="audio").eval()
+    _, audio = _inputs(1)
+    video_mask, audio_mask, _, _ = _window_masks(1)
+    with torch.no_grad():
+        out = model(None, audio, None, audio_mask, video_view_mask=video_mask)
+    assert out.video_view_embedding is None

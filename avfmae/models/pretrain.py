@@ -44,14 +44,19 @@ class ModalityIndex:
 
 @dataclass
 class PretrainIndex:
-    """Per-modality indices; None for a modality the model does not have."""
+    """Per-modality indices; None for a modality the model does not have.
+
+    ``video_view`` (B, R, S'): the region layout of a second encoder mask over the same video
+    (the second masked view, docs/model.md §5.6); None when no second view is encoded.
+    """
 
     video: ModalityIndex | None
     audio: ModalityIndex | None
+    video_view: Tensor | None = None
 
     def to(self, device: torch.device | str) -> PretrainIndex:
         return PretrainIndex(*(None if m is None else m.to(device)
-                               for m in (self.video, self.audio)))
+                               for m in (self.video, self.audio, self.video_view)))
 
 
 @dataclass
@@ -69,6 +74,8 @@ class PretrainOutput:
     of the encoder features at each skip level (for contrastive losses with gathered negatives).
     ``logits_per_video``: L tensors (B, B) = ``v · aᵀ / τ``; ``logits_per_audio`` their
     transposes. The published HCMCL is ``Σ_ℓ ½[CE(logits_ℓ, arange B) + CE(logits_ℓᵀ, arange B)]``.
+    ``video_view_embedding`` (B, C): the L2-normalised token mean of the last skip level of the
+    second masked view, when the index has one (else None).
 
     A one-modality model leaves the other modality's tensors None and its embeddings empty, and
     has no logits (empty lists).
@@ -84,6 +91,7 @@ class PretrainOutput:
     audio_embeddings: list[Tensor]
     logits_per_video: list[Tensor]
     logits_per_audio: list[Tensor]
+    video_view_embedding: Tensor | None = None
 
 
 class AVFPretrain(nn.Module):
@@ -97,7 +105,9 @@ class AVFPretrain(nn.Module):
     ``~decoder_mask``). A missing decoder mask decodes every encoder-masked position. Returns a
     :class:`PretrainOutput`. :meth:`index_masks` turns masks into a :class:`PretrainIndex`, which
     ``forward(video, audio, index=...)`` also accepts, so indices can be built on the CPU (e.g.
-    in data-loader workers) and the forward has no data-dependent shapes.
+    in data-loader workers) and the forward has no data-dependent shapes. An optional
+    ``video_view_mask`` (B, 800) encodes the video a second time under another encoder mask (the
+    second masked view, docs/model.md §5.6) and returns its pooled last-level embedding.
 
     **Steps.** (1) The visible tokens are split into the 8 LG regions per modality and encoded;
     the LN'd local tokens of the ``skip_layers`` are kept (the last is the encoder output).
@@ -215,22 +225,25 @@ class AVFPretrain(nn.Module):
 
     # --- masks → indices ---------------------------------------------------------------------
 
-    def _index_modality(
-        self, grid: RegionGrid, mask: Tensor, decoder_mask: Tensor | None, name: str
-    ) -> ModalityIndex:
+    def _layout(self, grid: RegionGrid, mask: Tensor, name: str) -> tuple[Tensor, Tensor]:
+        """(layout (B, R, S'), visible (B, n) ascending) of a bool encoder mask."""
         B, N = mask.shape
         if N != grid.num_tokens:
             raise ValueError(f"{name} mask has {N} tokens, the model expects {grid.num_tokens}")
-        mask = mask.bool()
         visible_counts = (~mask).sum(1)
         num_visible = int(visible_counts[0])
         if not bool((visible_counts == num_visible).all()):
             raise ValueError(f"every sample's {name} mask must keep the same number visible")
         visible = torch.sort(mask.to(torch.uint8), dim=1, stable=True).indices[:, :num_visible]
-        if self.partition == "window":
-            layout = grid.window_layout(visible)
-        else:
-            layout = grid.rank_layout(visible)
+        layout = grid.window_layout(visible) if self.partition == "window" \
+            else grid.rank_layout(visible)
+        return layout, visible
+
+    def _index_modality(
+        self, grid: RegionGrid, mask: Tensor, decoder_mask: Tensor | None, name: str
+    ) -> ModalityIndex:
+        mask = mask.bool()
+        layout, visible = self._layout(grid, mask, name)
         position = visible if self.reference_compatible else layout.flatten(1)
         decode = mask if decoder_mask is None else ~decoder_mask.bool()
         decoded_counts = decode.sum(1)
@@ -246,6 +259,7 @@ class AVFPretrain(nn.Module):
         audio_mask: Tensor | None,
         video_decoder_mask: Tensor | None = None,
         audio_decoder_mask: Tensor | None = None,
+        video_view_mask: Tensor | None = None,
     ) -> PretrainIndex:
         """Token indices for :meth:`forward_indexed` from boolean masks (True = masked); the
         masks of a modality the model does not have are ignored."""
@@ -259,6 +273,9 @@ class AVFPretrain(nn.Module):
                 raise ValueError(f"the {self.modality!r} model needs the {name} encoder mask")
             grid = getattr(self, f"{name}_encoder").regions
             index[name] = self._index_modality(grid, mask, decoder_mask, name)
+        if video_view_mask is not None and self.has("video"):
+            index["video_view"], _ = self._layout(self.video_encoder.regions,
+                                                  video_view_mask.bool(), "video view")
         return PretrainIndex(**index)
 
     # --- forward -----------------------------------------------------------------------------
@@ -272,6 +289,7 @@ class AVFPretrain(nn.Module):
         video_decoder_mask: Tensor | None = None,
         audio_decoder_mask: Tensor | None = None,
         *,
+        video_view_mask: Tensor | None = None,
         index: PretrainIndex | None = None,
     ) -> PretrainOutput:
         """Masks as described in the class docstring, or a prebuilt ``index`` instead (e.g. from
@@ -282,7 +300,8 @@ class AVFPretrain(nn.Module):
             needed = [f"{name}_mask" for name in ("video", "audio") if self.has(name)]
             if any(masks[n] is None for n in needed):
                 raise ValueError(f"pass the encoder masks ({', '.join(needed)}) or an index")
-            index = self.index_masks(video_mask, audio_mask, video_decoder_mask, audio_decoder_mask)
+            index = self.index_masks(video_mask, audio_mask, video_decoder_mask, audio_decoder_mask,
+                                     video_view_mask)
         device = next(self.parameters()).device
         return self.forward_indexed(video, audio, index.to(device))
 
@@ -323,6 +342,7 @@ class AVFPretrain(nn.Module):
             audio_embeddings=audio_emb,
             logits_per_video=logits,
             logits_per_audio=[l.t() for l in logits],
+            video_view_embedding=self._view_embedding(video, index.video_view),
         )
 
     def _forward_one(self, x: Tensor, index: PretrainIndex) -> PretrainOutput:
@@ -343,4 +363,14 @@ class AVFPretrain(nn.Module):
             audio_embeddings=emb if name == "audio" else [],
             logits_per_video=[],
             logits_per_audio=[],
+            video_view_embedding=self._view_embedding(x, index.video_view),
         )
+
+    def _view_embedding(self, video: Tensor, layout: Tensor | None) -> Tensor | None:
+        """(B, C) L2-normalised token mean of the last skip level of ``video`` encoded under
+        the second view's ``layout``; None without one."""
+        if layout is None:
+            return None
+        last = self.scale.skip_layers[-1]
+        feats = self.video_encoder.forward_masked(video, layout, [last])[-1]
+        return F.normalize(feats.mean(1), dim=-1)

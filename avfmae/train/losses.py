@@ -5,7 +5,8 @@ Pretraining
     over the whole token grid; :func:`reconstruction_loss` — mean squared error over positions
     that are both decoded and hidden from the encoder (``custom_mae_loss``);
     :func:`hierarchical_contrastive_loss` — HCMCL, optionally with negatives gathered across
-    ranks; :func:`pretraining_losses` — all of it for one batch.
+    ranks; the second-view term (the same InfoNCE between two masked views of each clip's video);
+    :func:`pretraining_losses` — all of it for one batch.
 
 Fine-tuning
     :func:`soft_target_cross_entropy`, :func:`ccc_loss`, :func:`regression_loss`.
@@ -249,6 +250,9 @@ def pretraining_losses(
     temperature: float = 0.07,
     gather_negatives: bool = True,
     frame_diff: bool = True,
+    video_view: torch.Tensor | None = None,
+    view_weight: float = 0.0,
+    view_temperature: float = 0.1,
 ) -> dict[str, torch.Tensor]:
     """All pretraining losses of a batch (docs/model.md §5.4).
 
@@ -258,12 +262,16 @@ def pretraining_losses(
         video_recon: ``(B, K_v, 1536)``; audio_recon: ``(B, K_a, 256)`` (decoded positions).
             None for a modality a one-modality model does not reconstruct.
         video_levels, audio_levels: per-level encoder features for HCMCL.
+        video_view: ``(B, C)`` pooled last-level features of a second masked view of the video
+            (docs/model.md §5.6), contrasted with ``video_levels[-1]`` at ``view_temperature``
+            with weight ``view_weight``; None = no such term.
 
     Returns:
         ``{"loss_video", "loss_audio", "loss_hcmcl", "loss_total"}`` with
         ``loss_total = loss_video + loss_audio + contrastive_weight·loss_hcmcl``. With one
         modality: ``{"loss_<modality>", "loss_total"}``, the total being that reconstruction
-        loss alone (there is no second stream to contrast with).
+        loss alone (there is no second stream to contrast with). With ``video_view`` also
+        ``"loss_view"``, added to the total times ``view_weight``.
     """
     losses: dict[str, torch.Tensor] = {}
     if video_recon is not None:
@@ -284,6 +292,10 @@ def pretraining_losses(
             video_levels, audio_levels, temperature, gather=gather_negatives
         )
         total = total + contrastive_weight * losses["loss_hcmcl"]
+    if video_view is not None:
+        losses["loss_view"] = contrastive_loss(video_levels[-1], video_view, view_temperature,
+                                               gather=gather_negatives)
+        total = total + view_weight * losses["loss_view"]
     return {**losses, "loss_total": total}
 
 

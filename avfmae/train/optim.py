@@ -1,6 +1,6 @@
 """AdamW parameter groups, layer-wise LR decay and the per-step warm-up + cosine schedule.
 
-docs/model.md §5.6 (pretraining: no layer decay, 1-D params and biases undecayed,
+docs/model.md §5.7 (pretraining: no layer decay, 1-D params and biases undecayed,
 lr = base·batch/256, linear warm-up from 0 then cosine to ``min_lr``) and §6.3 (fine-tuning:
 layer decay 0.75 with scale ``decay^(num_layers + 1 − layer_id)``).
 

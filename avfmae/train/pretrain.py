@@ -2,7 +2,7 @@
 
 Reads the unlabeled clips of every ``data.pretrain_pool`` dataset's clip store, trains the
 pretraining model of ``model.scale`` with dual masking, the reconstruction losses and the
-hierarchical contrastive loss — or, with ``pretrain.modality`` video or audio, that modality's
+hierarchical contrastive loss and the second-view term — or, with ``pretrain.modality`` video or audio, that modality's
 masked autoencoder alone (its masks and reconstruction loss) — and writes:
 
 - ``models/pretrain/encoder.safetensors`` — encoders + fusion (those the model has), what
@@ -34,7 +34,7 @@ from avfmae.config import Params
 from avfmae.data.clips import ClipDataset, load_store
 from avfmae.errors import UserError
 from avfmae.io import atomic_write_text, content_digest
-from avfmae.masking import sample_masks
+from avfmae.masking import sample_masks, sample_view_masks
 from avfmae.models import AVFPretrain, create_model
 from avfmae import pipeline
 from avfmae.train.amp import Precision
@@ -140,12 +140,17 @@ def pretrain(params: Params, resume: str = "auto") -> Path:
         masks = {k: v.to(info.device) for k, v in
                  sample_masks(params.pretrain, epoch, batch["index"]).items()}
         video, audio = model_inputs(module, batch, info.device)
+        view = sample_view_masks(cfg, epoch, batch["index"]).to(info.device) \
+            if uses_second_view(params) else None
         out = model(video, audio, masks["encoder_mask_video"], masks["encoder_mask_audio"],
-                    masks["decoder_mask_video"], masks["decoder_mask_audio"])
+                    masks["decoder_mask_video"], masks["decoder_mask_audio"],
+                    video_view_mask=view)
         losses = pretraining_losses(
             video, audio, masks, out.video_recon, out.audio_recon, out.video_embeddings,
             out.audio_embeddings, contrastive_weight=cfg.contrastive_weight,
-            temperature=cfg.contrastive_temperature, gather_negatives=cfg.gather_negatives)
+            temperature=cfg.contrastive_temperature, gather_negatives=cfg.gather_negatives,
+            video_view=out.video_view_embedding, view_weight=cfg.view_contrastive_weight,
+            view_temperature=cfg.view_contrastive_temperature)
         return {"loss": losses.pop("loss_total"), **losses}
 
     started = time.perf_counter()
@@ -159,6 +164,12 @@ def pretrain(params: Params, resume: str = "auto") -> Path:
         finish_run(run_dir)
     cleanup_distributed()
     return encoder
+
+
+def uses_second_view(params: Params) -> bool:
+    """Whether pretraining encodes a second masked view of the video (docs/model.md §5.6):
+    a positive weight and a model with a video encoder."""
+    return params.pretrain.view_contrastive_weight > 0 and params.pretrain.modality != "audio"
 
 
 def model_inputs(module: AVFPretrain, batch: dict[str, Any],
