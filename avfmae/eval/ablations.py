@@ -54,6 +54,8 @@ ABLATIONS: tuple[Ablation, ...] = (
              "video-only pretraining and fine-tuning (MAE-DFER's setting)"),
     Ablation("unimodal_audio", {"pretrain.modality": "audio", "finetune.modality": "audio"},
              "audio-only pretraining and fine-tuning"),
+    Ablation("no_view", {"pretrain.view_contrastive_weight": 0.0},
+             "the published pretraining objective, without the second masked view"),
 )
 
 CLAIMS: tuple[Claim, ...] = (
@@ -69,6 +71,7 @@ CLAIMS: tuple[Claim, ...] = (
           "video-only pretraining", "video", "unimodal_video"),
     Claim("av_pretraining_for_voices", "audio-visual pretraining makes a better voice model "
           "than audio-only pretraining", "audio", "unimodal_audio"),
+    Claim("view_vs_no_view", "the second masked view improves pretraining", "av", "no_view"),
 )
 
 #: the keys that place a run in the pretraining × fine-tuning modality table
