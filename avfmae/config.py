@@ -186,8 +186,8 @@ class PretrainConfig:
     num_workers: int = knob(2, lo=0, hi=64)
     seed: int = knob(0, lo=0)
     modality: Literal["av", "video", "audio"] = knob(
-        "av", help="av: both streams, fusion and contrastive term; video | audio: that "
-                   "modality's masked autoencoder alone (the unimodal ablation)"
+        "av", help="av: both streams, fusion and audio-visual contrastive term; video | audio: "
+                   "that modality's masked autoencoder alone (the unimodal ablation)"
     )
 
 

@@ -1,9 +1,10 @@
 """The pretrain stage: self-supervised audio-visual masked autoencoding (docs/model.md §5).
 
 Reads the unlabeled clips of every ``data.pretrain_pool`` dataset's clip store, trains the
-pretraining model of ``model.scale`` with dual masking, the reconstruction losses and the
-hierarchical contrastive loss and the second-view term — or, with ``pretrain.modality`` video or audio, that modality's
-masked autoencoder alone (its masks and reconstruction loss) — and writes:
+pretraining model of ``model.scale`` with dual masking, the reconstruction losses, the
+hierarchical contrastive loss and the second masked view's term — or, with
+``pretrain.modality`` video or audio, that modality's masked autoencoder alone (its masks, its
+reconstruction loss and, for video, the second view) — and writes:
 
 - ``models/pretrain/encoder.safetensors`` — encoders + fusion (those the model has), what
   fine-tuning loads;
