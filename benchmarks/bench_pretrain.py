@@ -35,6 +35,7 @@ def run_one(scale: str, batch: int, steps: int, threads: int, modality: str = "a
     from avfmae.models import create_model
     from avfmae.train.losses import pretraining_losses
     from avfmae.train.optim import build_optimizer
+    from avfmae.train.pretrain import uses_second_view
     from avfmae.train.seeding import make_generator
 
     torch.set_num_threads(threads)
@@ -45,7 +46,7 @@ def run_one(scale: str, batch: int, steps: int, threads: int, modality: str = "a
     opt = build_optimizer(model, lr=1e-4, weight_decay=0.05, betas=(0.9, 0.95))
     video = torch.randn(batch, 3, 16, 160, 160, device=device) if model.has("video") else None
     audio = torch.randn(batch, 1, 256, 128, device=device) if model.has("audio") else None
-    second_view = cfg.view_contrastive_weight > 0 and model.has("video")
+    second_view = uses_second_view(cfg, model)
 
     def view_masks(step: int) -> torch.Tensor | None:
         return video_encoder_mask(batch, cfg, generator=make_generator(1, step)).to(device) \

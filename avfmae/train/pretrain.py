@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from avfmae.config import Params
+from avfmae.config import Params, PretrainConfig
 from avfmae.data.clips import ClipDataset, load_store
 from avfmae.errors import UserError
 from avfmae.io import atomic_write_text, content_digest
@@ -137,12 +137,14 @@ def pretrain(params: Params, resume: str = "auto") -> Path:
              sum(p.numel() for p in module.parameters()) / 1e6,
              len(dataset), steps_per_epoch, batch, info.world_size, peak)
 
+    second_view = uses_second_view(cfg, module)
+
     def step(batch: dict[str, Any], epoch: int) -> dict[str, torch.Tensor]:
         masks = {k: v.to(info.device) for k, v in
                  sample_masks(params.pretrain, epoch, batch["index"]).items()}
         video, audio = model_inputs(module, batch, info.device)
         view = sample_view_masks(cfg, epoch, batch["index"]).to(info.device) \
-            if uses_second_view(params) else None
+            if second_view else None
         out = model(video, audio, masks["encoder_mask_video"], masks["encoder_mask_audio"],
                     masks["decoder_mask_video"], masks["decoder_mask_audio"],
                     video_view_mask=view)
@@ -167,10 +169,10 @@ def pretrain(params: Params, resume: str = "auto") -> Path:
     return encoder
 
 
-def uses_second_view(params: Params) -> bool:
+def uses_second_view(cfg: PretrainConfig, module: AVFPretrain) -> bool:
     """Whether pretraining encodes a second masked view of the video (docs/model.md §5.6):
     a positive weight and a model with a video encoder."""
-    return params.pretrain.view_contrastive_weight > 0 and params.pretrain.modality != "audio"
+    return cfg.view_contrastive_weight > 0 and module.has("video")
 
 
 def model_inputs(module: AVFPretrain, batch: dict[str, Any],
